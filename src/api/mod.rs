@@ -1,0 +1,22 @@
+//! Manifest types: the `Image` and `Container` custom resources, shared sub-types and
+//! the CRD generator. No I/O lives here; the file and Kubernetes sources both parse
+//! into these types, so one document means the same thing in every mode.
+
+mod common;
+mod container;
+mod crd;
+mod docs;
+mod image;
+
+pub use common::*;
+pub use container::*;
+pub use crd::{all_crds, crds_yaml};
+pub use docs::{reference_markdown, REFERENCE_MARKER};
+pub use image::*;
+
+/// API group of every dockwright resource.
+pub const GROUP: &str = "dockwright.dev";
+/// The only served version.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` as written in manifests.
+pub const API_VERSION: &str = "dockwright.dev/v1alpha1";

@@ -1,0 +1,749 @@
+//! The `dockwright` command: parses flags and calls the library. No logic lives here.
+
+use std::collections::BTreeSet;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use dockwright::converge::{self, ConvergeOptions};
+use dockwright::credentials::Credentials;
+use dockwright::desired::Kind;
+use dockwright::docker::{
+    Docker, DockerRunner, ImageObserver, LogOptions, LogSink, TerminalBuildOutput,
+    TerminalPullProgress,
+};
+use dockwright::duration::parse_duration;
+use dockwright::image_records::{default_state_dir, ImageRecords};
+use dockwright::report::{self, GetFormat};
+use dockwright::telemetry::{self, LogFormat};
+use dockwright::{labels, source};
+use std::time::Duration;
+
+const EXAMPLES: &str = "\
+Examples:
+  dockwright apply -f examples/            converge the daemon to the manifests, once
+  dockwright diff -f app.yaml              show what apply would do (exit 1 when it would change something)
+  dockwright apply -f app/ --prune         also remove managed containers no longer declared
+  dockwright get -o json                   list managed containers
+  dockwright logs web -f --tail 20         follow the logs of every replica of `web`
+  dockwright delete -f app.yaml            remove the containers the manifests declare
+  dockwright agent --manifests /etc/dockwright
+                                           keep a directory converged (metrics on 127.0.0.1:9090)
+  dockwright convert docker-compose.yml -o app/
+                                           turn a Compose file into manifests
+  dockwright reference > reference.md      every manifest field, as Markdown
+  dockwright completions bash > /etc/bash_completion.d/dockwright";
+
+/// dockwright: declare Docker images and containers in Kubernetes-style YAML; dockwright
+/// converges the daemon to them and never touches what it does not own.
+#[derive(Parser, Debug)]
+#[command(name = "dockwright", version, about, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "DOCKWRIGHT_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Converge the daemon to the manifests once, then exit (0 = converged).
+    Apply(ApplyArgs),
+    /// Print what `apply` would do; exit 0 = no changes, 1 = changes, 2 = error.
+    Diff(DiffArgs),
+    /// Remove the containers the manifests declare (only ones carrying our owner label).
+    Delete(DeleteArgs),
+    /// List managed containers with state, IDs, ports, health and exit codes.
+    Get(GetArgs),
+    /// Print the logs of a managed container resource (all replicas, prefixed).
+    Logs(LogsArgs),
+    /// Run continuously: watch a manifest directory and the daemon, keep them converged.
+    Agent(AgentArgs),
+    /// Show what a running agent last saw: phase, replicas, waits and errors per resource.
+    Status(StatusArgs),
+    /// Remove dangling images this owner built or pulled that no container uses.
+    Prune(PruneArgs),
+    /// Print the CustomResourceDefinitions generated from the manifest types.
+    Crd,
+    /// Print the manifest reference (Markdown, every field) generated from the CRD schemas.
+    Reference,
+    /// Print a shell completion script: `dockwright completions bash > /etc/bash_completion.d/dockwright`.
+    Completions {
+        /// Shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Turn a docker-compose.yml into dockwright manifests (warnings name what cannot be expressed).
+    Convert(ConvertArgs),
+}
+
+#[derive(Args, Debug)]
+struct AgentArgs {
+    /// Directory of manifests to keep converged (watched; edits apply within a second).
+    #[arg(
+        long,
+        required_unless_present = "kubernetes",
+        conflicts_with = "kubernetes"
+    )]
+    manifests: Option<PathBuf>,
+    /// Reconcile this node's daemon from the `Container`/`Image` custom resources placed on
+    /// it (in-cluster service account, else KUBECONFIG) instead of a manifest directory.
+    #[arg(long)]
+    kubernetes: bool,
+    /// This agent's Node name (Kubernetes mode): placement and the per-node finalizer.
+    #[arg(long, env = "NODE_NAME", requires = "kubernetes")]
+    node_name: Option<String>,
+    #[command(flatten)]
+    owner: OwnerArg,
+    /// Address for /metrics, /healthz, /readyz and /state (read-only).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    listen: std::net::SocketAddr,
+    /// Full resync interval, the safety net behind the Docker events stream.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    resync: Duration,
+    /// First retry delay of a failing resource (doubles up to --backoff-max).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    backoff_initial: Duration,
+    /// Longest retry delay of a failing resource.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    backoff_max: Duration,
+    /// Daemon actions in flight at once per group (default: sized for the daemon's CPUs).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    #[command(flatten)]
+    policy: PolicyArg,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Args, Debug)]
+struct PolicyArg {
+    /// Policy file loosening the safe default (privileged, host namespaces, capabilities,
+    /// devices, bind mounts, the Docker socket); without it all of those are refused.
+    #[arg(long, value_name = "FILE", env = "DOCKWRIGHT_POLICY")]
+    policy: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct StatusArgs {
+    /// The agent's --listen address.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    agent: std::net::SocketAddr,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = GetFormat::Table)]
+    output: GetFormat,
+}
+
+#[derive(Args, Debug)]
+struct ConvertArgs {
+    /// The Compose file.
+    file: PathBuf,
+    /// Directory to write one manifest per service into (default: print one stream to stdout).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct Sources {
+    /// Manifest files or directories (recursive; *.yaml, *.yml; multi-document).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct OwnerArg {
+    /// Owner label value: instances with different owners share a daemon without seeing each other.
+    #[arg(long, env = "DOCKWRIGHT_OWNER", default_value = labels::DEFAULT_OWNER)]
+    owner: String,
+}
+
+#[derive(Args, Debug)]
+struct RegistryArgs {
+    /// Docker config file (or directory holding config.json) with registry credentials
+    /// (default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json).
+    #[arg(long, value_name = "PATH")]
+    docker_config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct PruneArgs {
+    #[command(flatten)]
+    owner: OwnerArg,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Args, Debug)]
+struct ApplyArgs {
+    #[command(flatten)]
+    sources: Sources,
+    #[command(flatten)]
+    owner: OwnerArg,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Also remove managed containers whose resource is no longer declared.
+    #[arg(long)]
+    prune: bool,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Daemon actions in flight at once (default: sized for the daemon's CPUs).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    #[command(flatten)]
+    policy: PolicyArg,
+}
+
+#[derive(Args, Debug)]
+struct DiffArgs {
+    #[command(flatten)]
+    sources: Sources,
+    #[command(flatten)]
+    owner: OwnerArg,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Include removals that `apply --prune` would make.
+    #[arg(long)]
+    prune: bool,
+    #[command(flatten)]
+    policy: PolicyArg,
+}
+
+#[derive(Args, Debug)]
+struct DeleteArgs {
+    #[command(flatten)]
+    sources: Sources,
+    #[command(flatten)]
+    owner: OwnerArg,
+}
+
+#[derive(Args, Debug)]
+struct GetArgs {
+    #[command(flatten)]
+    owner: OwnerArg,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = GetFormat::Table)]
+    output: GetFormat,
+    /// Ask a running agent (its --listen address) instead of the daemon: adds phases, waits,
+    /// last errors and back-off to what the daemon shows.
+    #[arg(long)]
+    agent: Option<std::net::SocketAddr>,
+}
+
+#[derive(Args, Debug)]
+struct LogsArgs {
+    /// `Container` resource name (`name` or `namespace/name`).
+    name: String,
+    #[command(flatten)]
+    owner: OwnerArg,
+    /// Keep streaming new output.
+    #[arg(short, long)]
+    follow: bool,
+    /// Lines from the end of each replica's log (default: all).
+    #[arg(long)]
+    tail: Option<u64>,
+}
+
+/// Exit status for bad input or an unreachable daemon (kubectl's convention for `diff`).
+const EXIT_ERROR: u8 = 2;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    telemetry::init(cli.log_format, level);
+    match run(cli.command).await {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Apply(args) => apply(args).await,
+        Command::Diff(args) => diff(args).await,
+        Command::Delete(args) => delete(args).await,
+        Command::Get(args) => get(args).await,
+        Command::Logs(args) => logs(args).await,
+        Command::Convert(args) => convert(args),
+        Command::Agent(args) => agent(args).await,
+        Command::Status(args) => status(args).await,
+        Command::Prune(args) => prune(args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "dockwright",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        Command::Reference => {
+            print!(
+                "{}",
+                dockwright::api::reference_markdown().context("rendering the reference")?
+            );
+            Ok(0)
+        }
+        Command::Crd => {
+            print!(
+                "{}",
+                dockwright::api::crds_yaml().context("rendering the CRDs")?
+            );
+            Ok(0)
+        }
+    }
+}
+
+fn load(sources: &Sources) -> anyhow::Result<dockwright::desired::DesiredState> {
+    source::load_paths(&sources.paths).map_err(|errors| {
+        anyhow::anyhow!("{errors}\nno changes were made: fix the manifests and run again")
+    })
+}
+
+/// The policy (`--policy`, else the safe default) and the owner's secret key, which seals
+/// secret env values (see dockwright::secrets). A key that cannot be loaded only holds back
+/// the resources that have secret values.
+fn gate(arg: &PolicyArg, owner: &str) -> anyhow::Result<dockwright::policy::Gate> {
+    use dockwright::policy::{Gate, Policy};
+    let policy = match &arg.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::default(),
+    };
+    let key = match default_state_dir(owner) {
+        Some(dir) => match dockwright::secrets::SecretKey::load_or_create(&dir) {
+            Ok(key) => Some(key),
+            Err(error) => {
+                tracing::warn!(%error, "no secret key: resources with secret env values are held back");
+                None
+            }
+        },
+        None => {
+            tracing::warn!("neither XDG_STATE_HOME nor HOME is set: no secret key, resources with secret env values are held back");
+            None
+        }
+    };
+    Ok(Gate::new(policy, key))
+}
+
+async fn connect() -> anyhow::Result<Docker> {
+    Ok(Docker::connect().await?)
+}
+
+/// The image-aware observer of one pass (registry digest checks done, failures printed),
+/// the credentials and the pulled-image records of the owner.
+async fn image_observer(
+    docker: &Docker,
+    desired: &dockwright::desired::DesiredState,
+    owner: &str,
+    registry: &RegistryArgs,
+    prune: bool,
+) -> (ImageObserver, Credentials, Option<Arc<ImageRecords>>, bool) {
+    let credentials = Credentials::docker_config(registry.docker_config.as_deref());
+    let records = default_state_dir(owner).map(|dir| Arc::new(ImageRecords::new(dir)));
+    let (observer, failures) = ImageObserver::for_pass(
+        docker.clone(),
+        &credentials,
+        desired,
+        prune,
+        records.clone(),
+    )
+    .await;
+    for failure in &failures {
+        eprintln!("error: {}: {}", failure.resource, failure.error);
+    }
+    (observer, credentials, records, failures.is_empty())
+}
+
+async fn prune(args: PruneArgs) -> anyhow::Result<u8> {
+    let docker = connect().await?;
+    let owner = args.owner.owner.clone();
+    let empty = dockwright::desired::DesiredState::default();
+    let (observer, credentials, records, _) =
+        image_observer(&docker, &empty, &owner, &args.registry, true).await;
+    let mut runner = DockerRunner::new(docker.clone(), owner.clone()).with_credentials(credentials);
+    if let Some(records) = records {
+        runner = runner.with_image_records(records);
+    }
+    let mut print = |r: &dockwright::execute::ActionReport| println!("{}", report::action_line(r));
+    let result =
+        dockwright::prune::prune_dangling(&observer, &runner, &owner, None, &mut print).await?;
+    if result.actions.is_empty() {
+        println!("nothing to prune");
+        return Ok(0);
+    }
+    let summary = report::summary_text(&result.actions, &result.blocked);
+    if result.converged() {
+        print!("{summary}");
+        Ok(0)
+    } else {
+        eprint!("{summary}");
+        Ok(1)
+    }
+}
+
+async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
+    let desired = load(&args.sources)?;
+    let docker = connect().await?;
+    let mut options = ConvergeOptions::new(args.owner.owner.clone());
+    options.prune = args.prune;
+    options.concurrency = args.concurrency;
+    options.gate = gate(&args.policy, &options.owner)?;
+    let (observer, credentials, records, checks_ok) = image_observer(
+        &docker,
+        &desired,
+        &options.owner,
+        &args.registry,
+        args.prune,
+    )
+    .await;
+    if args.dry_run {
+        let (plan, _) = converge::plan_only(&observer, &desired, &options).await?;
+        let text = report::plan_text(&plan);
+        print!(
+            "{}",
+            if text.is_empty() {
+                "no changes\n".to_string()
+            } else {
+                text
+            }
+        );
+        return Ok(0);
+    }
+    let mut runner =
+        DockerRunner::new(docker.clone(), args.owner.owner.clone()).with_credentials(credentials);
+    if let Some(records) = records {
+        runner = runner.with_image_records(records);
+    }
+    if std::io::stderr().is_terminal() {
+        runner = runner
+            .with_progress(Arc::new(TerminalPullProgress::new()))
+            .with_build_output(Arc::new(TerminalBuildOutput));
+    }
+    let mut stdout = std::io::stdout();
+    let mut print = |r: &dockwright::execute::ActionReport| {
+        if r.outcome != dockwright::execute::Outcome::Deferred {
+            let _ = writeln!(stdout, "{}", report::action_line(r));
+        }
+    };
+    let result = converge::converge(&observer, &runner, &desired, &options, &mut print).await?;
+    if result.actions.is_empty() && result.blocked.is_empty() {
+        println!("no changes");
+        return Ok(if checks_ok { 0 } else { 1 });
+    }
+    let summary = report::summary_text(&result.actions, &result.blocked);
+    if result.converged() && checks_ok {
+        print!("{summary}");
+        Ok(0)
+    } else {
+        eprint!("{summary}");
+        Ok(1)
+    }
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<u8> {
+    use dockwright::agent::{self, AgentOptions, BackoffPolicy};
+    use dockwright::metrics::Metrics;
+    use dockwright::server::{AgentState, Server};
+    use dockwright::source::watch::{ManifestDirWatcher, WatchOptions};
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested; finishing in-flight daemon calls");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || -> futures::future::BoxFuture<'static, ()> {
+        let mut rx = stop_rx.clone();
+        Box::pin(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        })
+    };
+
+    let metrics = Arc::new(Metrics::new().context("setting up metrics")?);
+    let state = AgentState::new(Arc::clone(&metrics));
+    let server = Server::bind(args.listen).await?;
+    tracing::info!(listen = %server.local_addr(), "agent endpoints");
+    let server = tokio::spawn(server.serve(state.clone(), stopped()));
+
+    if args.kubernetes {
+        return kubernetes_agent(args, metrics, state, server, stopped).await;
+    }
+    let manifests = args
+        .manifests
+        .as_deref()
+        .context("--manifests or --kubernetes is required")?;
+    let watcher = ManifestDirWatcher::initial_load(manifests)?;
+    for error in &watcher.snapshot().errors {
+        tracing::warn!(%error, "manifest problem; its last good version (if any) stays in effect");
+    }
+    let handle = watcher.watch(WatchOptions::default())?;
+    let docker = tokio::select! {
+        docker = connect_with_retry() => docker,
+        () = stopped() => return Ok(0),
+    };
+    {
+        let docker = docker.clone();
+        metrics.set_docker_request_source(Box::new(move || docker.request_counts()));
+    }
+    let mut options = AgentOptions::new(args.owner.owner.clone());
+    options.gate = gate(&args.policy, &options.owner)?;
+    options.resync = args.resync;
+    options.backoff = BackoffPolicy {
+        initial: args.backoff_initial,
+        max: args.backoff_max,
+    };
+    options.concurrency = args.concurrency;
+    options.credentials = Credentials::docker_config(args.registry.docker_config.as_deref());
+    options.image_records =
+        default_state_dir(&options.owner).map(|dir| Arc::new(ImageRecords::new(dir)));
+    agent::run(
+        docker,
+        handle.subscribe(),
+        options,
+        metrics,
+        state,
+        stopped(),
+    )
+    .await?;
+    let _ = server.await;
+    drop(handle);
+    Ok(0)
+}
+
+/// `agent --kubernetes`: the same endpoints and metrics, the kube controllers instead of the
+/// manifest watcher and agent loop.
+async fn kubernetes_agent<S, F>(
+    args: AgentArgs,
+    metrics: Arc<dockwright::metrics::Metrics>,
+    state: dockwright::server::AgentState,
+    server: tokio::task::JoinHandle<S>,
+    stopped: F,
+) -> anyhow::Result<u8>
+where
+    F: Fn() -> futures::future::BoxFuture<'static, ()> + Clone + Send + 'static,
+{
+    use dockwright::agent::BackoffPolicy;
+    use dockwright::kubernetes::ControllerOptions;
+    use futures::FutureExt as _;
+
+    let node_name = args
+        .node_name
+        .clone()
+        .context("--kubernetes needs --node-name (or NODE_NAME)")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster service account or KUBECONFIG)")?;
+    let docker = tokio::select! {
+        docker = connect_with_retry() => docker,
+        () = stopped() => return Ok(0),
+    };
+    {
+        let docker = docker.clone();
+        metrics.set_docker_request_source(Box::new(move || docker.request_counts()));
+    }
+    let mut options = ControllerOptions::new(node_name, args.owner.owner.clone());
+    options.gate = gate(&args.policy, &options.owner)?;
+    // The pod does not share the node's filesystem: judge host paths as written, never
+    // through the pod's own symlinks.
+    options.gate.paths = dockwright::policy::PathResolver::Lexical;
+    options.resync = args.resync;
+    options.backoff = BackoffPolicy {
+        initial: args.backoff_initial,
+        max: args.backoff_max,
+    };
+    if let Some(c) = args.concurrency {
+        options.concurrency = c;
+    }
+    let ready = move || state.set_ready();
+    dockwright::kubernetes::run(
+        client,
+        docker,
+        options,
+        Some(metrics),
+        ready,
+        stopped().shared(),
+    )
+    .await?;
+    let _ = server.await;
+    Ok(0)
+}
+
+/// Connects to the daemon, retrying with back-off while it is not there yet (an agent started
+/// before the daemon must wait, not exit).
+async fn connect_with_retry() -> Docker {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match Docker::connect().await {
+            Ok(docker) => return docker,
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?delay, "docker daemon not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<u8> {
+    let status = dockwright::agent::fetch_status(args.agent).await?;
+    print!("{}", report::render_status(&status, args.output)?);
+    Ok(0)
+}
+
+fn convert(args: ConvertArgs) -> anyhow::Result<u8> {
+    let conversion = dockwright::convert::convert_file(&args.file)?;
+    for warning in &conversion.warnings {
+        eprintln!("warning: {warning}");
+    }
+    match &args.output {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            for (name, yaml) in &conversion.documents {
+                let path = dir.join(name);
+                std::fs::write(&path, yaml)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+        }
+        None => print!("{}", conversion.to_stream()),
+    }
+    Ok(0)
+}
+
+async fn diff(args: DiffArgs) -> anyhow::Result<u8> {
+    let desired = load(&args.sources)?;
+    let docker = connect().await?;
+    let mut options = ConvergeOptions::new(args.owner.owner.clone());
+    options.prune = args.prune;
+    options.gate = gate(&args.policy, &options.owner)?;
+    let (observer, ..) = image_observer(
+        &docker,
+        &desired,
+        &options.owner,
+        &args.registry,
+        args.prune,
+    )
+    .await;
+    let (plan, _) = converge::plan_only(&observer, &desired, &options).await?;
+    if plan.is_empty() {
+        return Ok(0);
+    }
+    print!("{}", report::plan_text(&plan));
+    Ok(1)
+}
+
+async fn delete(args: DeleteArgs) -> anyhow::Result<u8> {
+    let desired = load(&args.sources)?;
+    let docker = connect().await?;
+    let options = ConvergeOptions::new(args.owner.owner.clone());
+    let keys: BTreeSet<_> = desired.containers.keys().cloned().collect();
+    let runner = DockerRunner::new(docker.clone(), args.owner.owner.clone());
+    let mut print = |r: &dockwright::execute::ActionReport| println!("{}", report::action_line(r));
+    let result = converge::delete(&docker, &runner, &keys, &options, &mut print).await?;
+    if result.actions.is_empty() {
+        println!("nothing to delete");
+        return Ok(0);
+    }
+    let summary = report::summary_text(&result.actions, &result.blocked);
+    if result.converged() {
+        print!("{summary}");
+        Ok(0)
+    } else {
+        eprint!("{summary}");
+        Ok(1)
+    }
+}
+
+async fn get(args: GetArgs) -> anyhow::Result<u8> {
+    if let Some(addr) = args.agent {
+        let status = dockwright::agent::fetch_status(addr).await?;
+        print!("{}", report::render_status(&status, args.output)?);
+        return Ok(0);
+    }
+    let docker = connect().await?;
+    let containers = docker.list_managed(&args.owner.owner).await?;
+    print!("{}", report::render_get(&containers, args.output)?);
+    Ok(0)
+}
+
+async fn logs(args: LogsArgs) -> anyhow::Result<u8> {
+    let docker = connect().await?;
+    let (namespace, name) = match args.name.split_once('/') {
+        Some((ns, n)) => (ns.to_string(), n.to_string()),
+        None => (
+            dockwright::desired::DEFAULT_NAMESPACE.to_string(),
+            args.name.clone(),
+        ),
+    };
+    let mut containers: Vec<_> = docker
+        .list_managed(&args.owner.owner)
+        .await?
+        .into_iter()
+        .filter(|c| {
+            c.resource.as_ref().is_some_and(|k| {
+                k.kind == Kind::Container && k.namespace == namespace && k.name == name
+            })
+        })
+        .collect();
+    if containers.is_empty() {
+        anyhow::bail!(
+            "no managed container belongs to Container/{namespace}/{name} (owner {:?})",
+            args.owner.owner
+        );
+    }
+    containers.sort_by_key(|c| c.replica);
+    let names: Vec<String> = containers.into_iter().map(|c| c.name).collect();
+    let options = LogOptions {
+        follow: args.follow,
+        tail: args.tail,
+    };
+    let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+    docker
+        .logs(
+            &names,
+            options,
+            LogSink {
+                stdout: &mut stdout,
+                stderr: &mut stderr,
+            },
+        )
+        .await?;
+    Ok(0)
+}

@@ -1,0 +1,1357 @@
+//! `dockwright convert` over the Compose corpus in `tests/compose/`: exact specs parsed back
+//! from the produced YAML, the warnings for what cannot be expressed, errors that name the
+//! field, and every produced document accepted by the file source. The round trip against the
+//! real `docker-compose` lives at the end (skipped when the tool or test image is missing).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use dockwright::api::{
+    Container, ContainerSpec, Dependency, DependencyCondition, EnvVar, HealthCheck, PortSpec,
+    Protocol, PullPolicy, ResourceLimits, Resources, RestartPolicy, VolumeMount, VolumeType,
+};
+use dockwright::convert::{convert_with, Conversion, ConvertError, ConvertOptions, Warning};
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+fn corpus(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/compose")
+        .join(name)
+}
+
+/// The variables every corpus conversion sees instead of the process environment.
+fn test_env() -> BTreeMap<String, String> {
+    [
+        ("HOME", "/home/tester"),
+        ("FROM_SHELL", "shell-value"),
+        ("FROM_ENV", "env"),
+        ("OVERRIDDEN", "from-env"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn convert_in(dir: &Path, text: &str) -> Result<Conversion, ConvertError> {
+    convert_with(
+        text,
+        &ConvertOptions {
+            file_label: "docker-compose.yml".to_string(),
+            base_dir: dir.to_path_buf(),
+            environment: Some(test_env()),
+        },
+    )
+}
+
+/// Converts `tests/compose/<name>/docker-compose.yml`.
+fn convert_corpus(name: &str) -> Conversion {
+    let dir = corpus(name);
+    let text = std::fs::read_to_string(dir.join("docker-compose.yml")).unwrap();
+    convert_in(&dir, &text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The containers of a conversion, parsed back from the YAML it produced.
+fn containers(c: &Conversion) -> Vec<Container> {
+    c.documents
+        .iter()
+        .map(|(file, yaml)| {
+            let container: Container = serde_saphyr::from_str(yaml)
+                .unwrap_or_else(|e| panic!("{file} does not parse back: {e}\n{yaml}"));
+            assert_eq!(
+                format!("{}.yaml", container.metadata.name.as_deref().unwrap()),
+                *file
+            );
+            container
+        })
+        .collect()
+}
+
+fn spec_of<'a>(containers: &'a [Container], name: &str) -> &'a ContainerSpec {
+    &containers
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no container {name}"))
+        .spec
+}
+
+fn names(containers: &[Container]) -> Vec<&str> {
+    containers
+        .iter()
+        .map(|c| c.metadata.name.as_deref().unwrap())
+        .collect()
+}
+
+fn warnings(c: &Conversion) -> Vec<String> {
+    c.warnings.iter().map(Warning::to_string).collect()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<EnvVar> {
+    pairs
+        .iter()
+        .map(|(n, v)| EnvVar {
+            name: n.to_string(),
+            value: v.to_string(),
+            value_from: None,
+        })
+        .collect()
+}
+
+fn port(container: u16, host: Option<u16>, ip: Option<&str>, protocol: Protocol) -> PortSpec {
+    PortSpec {
+        container_port: container,
+        host_port: host,
+        host_ip: ip.map(str::to_string),
+        protocol,
+    }
+}
+
+fn mount(type_: VolumeType, source: Option<&str>, target: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        type_,
+        source: source.map(str::to_string),
+        target: target.to_string(),
+        read_only,
+        size_limit: None,
+    }
+}
+
+fn tmpfs(target: &str, size: Option<&str>) -> VolumeMount {
+    VolumeMount {
+        size_limit: size.map(str::to_string),
+        ..mount(VolumeType::Tmpfs, None, target, false)
+    }
+}
+
+fn dep(name: &str, condition: DependencyCondition) -> Dependency {
+    Dependency {
+        name: name.to_string(),
+        condition,
+    }
+}
+
+fn path_in(dir: &Path, rel: &str) -> String {
+    dir.join(rel).display().to_string()
+}
+
+/// Every document is accepted by the file source, as `dockwright apply -f` would read it.
+fn assert_documents_parse(c: &Conversion) {
+    for (file, yaml) in &c.documents {
+        let loaded = dockwright::source::parse_str(yaml, Path::new(file))
+            .unwrap_or_else(|e| panic!("{file} rejected by the file source: {e}\n{yaml}"));
+        assert_eq!(loaded.len(), 1, "{file}");
+    }
+}
+
+/// Writes the documents to a directory (what `convert -o DIR` does) and loads them all,
+/// cross-resource checks included.
+fn load_documents(c: &Conversion) -> Result<dockwright::desired::DesiredState, String> {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, yaml) in &c.documents {
+        std::fs::write(dir.path().join(file), yaml).unwrap();
+    }
+    dockwright::source::load_paths(&[dir.path().to_path_buf()]).map_err(|e| e.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The corpus
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn webapp_converts_every_mapped_field() {
+    let c = convert_corpus("webapp");
+    let dir = corpus("webapp");
+    let all = containers(&c);
+    assert_eq!(
+        names(&all),
+        ["web", "db", "migrate", "cache-warmer", "worker"],
+        "one resource per service, in file order"
+    );
+
+    let web = ContainerSpec {
+        image: "dockwright-test/busybox:latest".into(),
+        image_pull_policy: Some(PullPolicy::IfNotPresent),
+        replicas: 1,
+        command: Some(strings(&["httpd", "-f", "-p", "8080", "-h", "/www"])),
+        // env_file first, `environment` overrides in place (MODE), .env feeds interpolation.
+        env: env(&[
+            ("CACHE_SIZE", "128"),
+            ("GREETING", "hello, world"),
+            ("MODE", "staging"),
+            ("LITERAL", "$NOT_EXPANDED"),
+            ("API_URL", "http://api:9000/v1"),
+            ("EMPTY", ""),
+            ("FROM_SHELL", "shell-value"),
+        ]),
+        working_dir: Some("/www".into()),
+        user: Some("1000:1000".into()),
+        hostname: Some("shop-web".into()),
+        labels: BTreeMap::from([
+            ("com.example.team".to_string(), "shop".to_string()),
+            ("com.example.tier".to_string(), "frontend".to_string()),
+        ]),
+        ports: vec![
+            port(8080, Some(8081), None, Protocol::Tcp),
+            port(8443, Some(8443), Some("127.0.0.1"), Protocol::Tcp),
+        ],
+        volumes: vec![
+            mount(VolumeType::Bind, Some(&path_in(&dir, "html")), "/www", true),
+            mount(
+                VolumeType::Bind,
+                Some(&path_in(&dir, "config")),
+                "/etc/shop",
+                true,
+            ),
+            mount(
+                VolumeType::Volume,
+                Some("shop_cache"),
+                "/var/cache/shop",
+                false,
+            ),
+        ],
+        network: Some("shop_front".into()),
+        network_aliases: strings(&["web", "www", "shop"]),
+        restart_policy: RestartPolicy::Always,
+        healthcheck: Some(HealthCheck {
+            command: None,
+            shell: Some("wget -q -O /dev/null http://localhost:8080/ || exit 1".into()),
+            interval_seconds: Some(90),
+            timeout_seconds: Some(10),
+            retries: Some(3),
+            start_period_seconds: Some(40),
+        }),
+        resources: Some(Resources {
+            limits: ResourceLimits {
+                cpu: Some("0.5".into()),
+                memory: Some("512Mi".into()),
+            },
+        }),
+        depends_on: vec![
+            dep("db", DependencyCondition::Healthy),
+            dep("migrate", DependencyCondition::Completed),
+            dep("cache-warmer", DependencyCondition::Started),
+        ],
+        stop_grace_period_seconds: Some(60),
+        ..ContainerSpec::default()
+    };
+    assert_eq!(*spec_of(&all, "web"), web);
+
+    let db = ContainerSpec {
+        image: "dockwright-test/busybox:1.36".into(),
+        image_pull_policy: Some(PullPolicy::IfNotPresent),
+        replicas: 1,
+        entrypoint: Some(strings(&["/bin/sh", "-c"])),
+        command: Some(strings(&["mkdir -p /data && exec nc -lk -p 5432 -e cat"])),
+        env: env(&[
+            ("POSTGRES_DB", "shop"),
+            ("POSTGRES_PASSWORD", "from-dotenv"),
+            ("PORT", "5432"),
+            ("DEBUG", "false"),
+        ]),
+        ports: vec![port(5432, None, None, Protocol::Tcp)],
+        volumes: vec![mount(
+            VolumeType::Volume,
+            Some("shop-database"),
+            "/data",
+            false,
+        )],
+        network: Some("shop_front".into()),
+        network_aliases: strings(&["db"]),
+        restart_policy: RestartPolicy::Always,
+        healthcheck: Some(HealthCheck {
+            command: Some(strings(&["nc", "-z", "localhost", "5432"])),
+            shell: None,
+            interval_seconds: Some(5),
+            timeout_seconds: Some(3),
+            retries: Some(10),
+            start_period_seconds: None,
+        }),
+        resources: Some(Resources {
+            limits: ResourceLimits {
+                cpu: Some("1.5".into()),
+                memory: Some("1Gi".into()),
+            },
+        }),
+        ..ContainerSpec::default()
+    };
+    assert_eq!(*spec_of(&all, "db"), db);
+
+    let migrate = ContainerSpec {
+        image: "dockwright-test/busybox:latest".into(),
+        image_pull_policy: Some(PullPolicy::IfNotPresent),
+        replicas: 1,
+        command: Some(strings(&["sh", "-c", "echo migrating && sleep 1"])),
+        network: Some("shop_front".into()),
+        network_aliases: strings(&["migrate"]),
+        restart_policy: RestartPolicy::Never,
+        depends_on: vec![dep("db", DependencyCondition::Started)],
+        ..ContainerSpec::default()
+    };
+    assert_eq!(*spec_of(&all, "migrate"), migrate);
+
+    let warmer = ContainerSpec {
+        image: "dockwright-test/busybox:latest".into(),
+        image_pull_policy: Some(PullPolicy::IfNotPresent),
+        replicas: 1,
+        entrypoint: Some(strings(&[
+            "sh",
+            "-c",
+            "while true; do echo warm; sleep 60; done",
+        ])),
+        labels: BTreeMap::from([
+            ("com.example.flag".to_string(), String::new()),
+            ("com.example.tier".to_string(), "backend".to_string()),
+        ]),
+        network: Some("bridge".into()),
+        restart_policy: RestartPolicy::OnFailure,
+        max_restarts: Some(5),
+        ..ContainerSpec::default()
+    };
+    assert_eq!(*spec_of(&all, "cache-warmer"), warmer);
+
+    let worker = ContainerSpec {
+        image: "dockwright-test/busybox:latest".into(),
+        image_pull_policy: Some(PullPolicy::IfNotPresent),
+        replicas: 3,
+        command: Some(strings(&["sleep", "3600"])),
+        volumes: vec![tmpfs("/tmp", Some("64Mi"))],
+        network: Some("shop_default".into()),
+        network_aliases: strings(&["worker"]),
+        restart_policy: RestartPolicy::OnFailure,
+        max_restarts: Some(2),
+        depends_on: vec![dep("db", DependencyCondition::Started)],
+        ..ContainerSpec::default()
+    };
+    assert_eq!(*spec_of(&all, "worker"), worker);
+
+    assert_eq!(
+        warnings(&c),
+        [
+            "services.web.logging: not supported by dockwright yet; dropped",
+            "services.db.environment.UNSET_VAR: UNSET_VAR is not set in the environment; left out, as Compose does",
+        ]
+    );
+    assert_documents_parse(&c);
+    let desired = load_documents(&c).expect("the converted app validates as a whole");
+    assert_eq!(desired.containers.len(), 5);
+}
+
+#[test]
+fn output_files_name_their_source_and_carry_their_warnings() {
+    let c = convert_corpus("webapp");
+    let (file, yaml) = &c.documents[0];
+    assert_eq!(file, "web.yaml");
+    let header: Vec<&str> = yaml.lines().take_while(|l| l.starts_with('#')).collect();
+    assert_eq!(
+        header,
+        [
+            "# Converted by `dockwright convert` from docker-compose.yml, service \"web\".",
+            "# warning: services.web.logging: not supported by dockwright yet; dropped",
+        ]
+    );
+    let (_, migrate) = &c.documents[2];
+    assert!(!migrate.contains("# warning"), "{migrate}");
+
+    // Without -o everything goes to stdout as one stream, which the file source reads back.
+    let stream = c.to_stream();
+    let loaded = dockwright::source::parse_str(&stream, Path::new("all.yaml")).unwrap();
+    let names: Vec<&str> = loaded.iter().map(|m| m.manifest.name()).collect();
+    assert_eq!(names, ["web", "db", "migrate", "cache-warmer", "worker"]);
+}
+
+#[test]
+fn every_port_syntax() {
+    let c = convert_corpus("ports");
+    let all = containers(&c);
+    use Protocol::{Tcp, Udp};
+    let any = Some("0.0.0.0");
+    assert_eq!(
+        spec_of(&all, "edge").ports,
+        vec![
+            port(80, None, any, Tcp),
+            port(81, Some(8080), None, Tcp),
+            port(82, Some(8081), Some("127.0.0.1"), Tcp),
+            port(83, None, Some("127.0.0.1"), Tcp),
+            port(9100, Some(9000), None, Tcp),
+            port(9101, Some(9001), None, Tcp),
+            port(9102, Some(9002), None, Tcp),
+            port(7000, None, any, Tcp),
+            port(7001, None, any, Tcp),
+            port(53, Some(53), None, Udp),
+            port(6001, Some(6001), Some("::1"), Tcp),
+            port(5000, Some(5000), None, Tcp),
+            port(443, Some(8443), any, Tcp),
+            port(444, Some(8444), None, Tcp),
+            port(445, None, any, Udp),
+            port(3000, None, None, Tcp),
+            port(3001, None, None, Udp),
+            port(4000, None, None, Tcp),
+            port(4001, None, None, Tcp),
+        ]
+    );
+    assert_eq!(
+        warnings(&c),
+        [
+            "services.edge.ports[8]: SCTP is not supported by dockwright; dropped",
+            "services.edge.ports[9]: a host port range (5000-5010) for one container port cannot be expressed; published on host port 5000",
+            "services.edge.ports[11].app_protocol: not supported by dockwright; dropped",
+            "services.edge.ports[11]: a host port range (8444-8445) for one container port cannot be expressed; published on host port 8444",
+        ]
+    );
+    assert_documents_parse(&c);
+    load_documents(&c).expect("ports validate");
+}
+
+#[test]
+fn every_mount_syntax() {
+    let c = convert_corpus("volumes");
+    let dir = corpus("volumes");
+    let all = containers(&c);
+    let site = path_in(&dir, "site");
+    use VolumeType::{Bind, Volume};
+    assert_eq!(
+        spec_of(&all, "store").volumes,
+        vec![
+            mount(Volume, Some("vols_data"), "/data", false),
+            mount(Volume, Some("team-shared"), "/shared", true),
+            mount(Volume, Some("old-data"), "/legacy", false),
+            mount(Volume, Some("outside"), "/outside", false),
+            mount(Bind, Some(&site), "/srv/site", true),
+            mount(Bind, Some(&site), "/srv/again", false),
+            mount(Bind, Some("/etc/hostname"), "/etc/host-name", true),
+            mount(Bind, Some("/home/tester/.config"), "/cfg", false),
+            mount(Bind, Some(&path_in(&dir, "missing")), "/missing", false),
+            mount(
+                Volume,
+                Some("vols_store_var_lib_anon"),
+                "/var/lib/anon",
+                false
+            ),
+            mount(Volume, Some("vols_data"), "/long-data", true),
+            mount(Volume, Some("vols_store_long-anon"), "/long-anon", false),
+            mount(Bind, Some(&site), "/long-site", false),
+            tmpfs("/scratch", Some("1Gi")),
+            tmpfs("/run", None),
+            tmpfs("/tmp", Some("64Mi")),
+        ]
+    );
+    let missing = path_in(&dir, "missing");
+    assert_eq!(
+        warnings(&c),
+        [
+            "volumes.shared.driver: not supported by dockwright; dropped".to_string(),
+            "volumes.shared.labels: not supported by dockwright; dropped".to_string(),
+            "services.store.volumes[3]: mount option \"nocopy\" is not supported by dockwright; dropped".to_string(),
+            "services.store.volumes[4]: mount option \"z\" is not supported by dockwright; dropped".to_string(),
+            "services.store.volumes[7]: /home/tester/.config does not exist: Compose creates it, dockwright requires it; create it before applying".to_string(),
+            format!("services.store.volumes[8]: {missing} does not exist: Compose creates it, dockwright requires it; create it before applying"),
+            "services.store.volumes[9]: anonymous volume at /var/lib/anon becomes the named volume \"vols_store_var_lib_anon\"".to_string(),
+            "services.store.volumes[10].volume.nocopy: not supported by dockwright; dropped".to_string(),
+            "services.store.volumes[11]: anonymous volume at /long-anon becomes the named volume \"vols_store_long-anon\"".to_string(),
+            "services.store.volumes[12].bind.propagation: not supported by dockwright; dropped".to_string(),
+            "services.store.volumes[12].bind.create_host_path: not supported by dockwright; dropped".to_string(),
+            "services.store.volumes[13].tmpfs.mode: not supported by dockwright; dropped".to_string(),
+            "services.store.volumes[14].consistency: not supported by dockwright; dropped".to_string(),
+            "services.store.volumes[14]: mount type \"npipe\" is not supported by dockwright; dropped".to_string(),
+            "services.store.tmpfs[1]: tmpfs option \"mode=1777\" is not supported by dockwright; dropped".to_string(),
+        ]
+    );
+    assert_documents_parse(&c);
+    // The two bind sources that were warned about are exactly what validation rejects.
+    let errors = load_documents(&c).unwrap_err();
+    assert_eq!(errors.lines().count(), 2, "{errors}");
+    assert!(
+        errors.contains(
+            "spec.volumes[7].source: missing volume source: /home/tester/.config does not exist"
+        ),
+        "{errors}"
+    );
+    assert!(
+        errors.contains(&format!(
+            "spec.volumes[8].source: missing volume source: {missing} does not exist"
+        )),
+        "{errors}"
+    );
+}
+
+#[test]
+fn interpolation_from_environment_and_dotenv() {
+    let c = convert_corpus("interpolation");
+    let all = containers(&c);
+    let app = spec_of(&all, "app");
+    assert_eq!(app.image, "127.0.0.1:5000/team/app:1.2");
+    assert_eq!(app.replicas, 2, "a number from a default");
+    assert_eq!(
+        app.command,
+        Some(strings(&["echo", "$HOME is literal", "hi", "there"])),
+        "interpolated before splitting; $$ is a literal $"
+    );
+    assert_eq!(
+        app.env,
+        env(&[
+            ("FROM_ENV", "env"),
+            ("FROM_DOTENV", "dotenv"),
+            ("OVERRIDDEN", "from-env"),
+            ("ALT", "set"),
+            ("DEFAULT_IF_EMPTY", "fallback"),
+            ("DEFAULT_IF_UNSET", ""),
+            ("NESTED", "dotenv-nested"),
+            ("MISSING", "[]"),
+        ])
+    );
+    assert_eq!(
+        app.resources.as_ref().unwrap().limits.memory.as_deref(),
+        Some("256Mi")
+    );
+    let health = app.healthcheck.as_ref().unwrap();
+    assert_eq!(
+        health.shell.as_deref(),
+        Some("wget -q -O - http://localhost:80/health")
+    );
+    assert_eq!(health.interval_seconds, Some(30));
+    assert_eq!(
+        warnings(&c),
+        ["services.app.environment.MISSING: variable NOT_SET_AT_ALL is not set; substituted an empty string"]
+    );
+    assert_documents_parse(&c);
+}
+
+#[test]
+fn unsupported_keys_are_warned_one_per_service_and_key() {
+    let c = convert_corpus("unsupported");
+    let dir = corpus("unsupported");
+    let all = containers(&c);
+    assert_eq!(names(&all), ["api", "cache", "base"]);
+    let fields: Vec<&str> = c.warnings.iter().map(|w| w.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "secrets",
+            "configs",
+            "services.cache.container_name",
+            "networks.front.driver",
+            "services.api.privileged",
+            "services.api.cap_add",
+            "services.api.devices",
+            "services.api.secrets",
+            "services.api.configs",
+            "services.api.profiles",
+            "services.api.links",
+            "services.api.extends",
+            "services.api.init",
+            "services.api.logging",
+            "services.api.build.cache_from",
+            "services.api.build",
+            "services.api.deploy.placement",
+            "services.api.deploy.update_config",
+            "services.api.deploy.resources.reservations",
+            "services.api.deploy.mode",
+            "services.api.networks.back",
+            "services.api.deploy.restart_policy.delay",
+            "services.api.restart",
+            "services.api.healthcheck.start_interval",
+            "services.api.healthcheck.interval",
+            "services.api.deploy.resources.limits.pids",
+            "services.api.depends_on.cache.restart",
+            "services.cache.pull_policy",
+            "services.cache.networks.back.ipv4_address",
+            "services.cache.healthcheck",
+            "services.base.network_mode",
+            "services.base.healthcheck",
+            "services.base.stop_grace_period",
+        ],
+        "x- keys, version and the fields that convert are not warned about"
+    );
+    for w in &c.warnings {
+        let service = w
+            .field
+            .strip_prefix("services.")
+            .map(|r| r.split('.').next().unwrap());
+        assert_eq!(w.service.as_deref(), service, "{w}");
+    }
+    let build = c
+        .warnings
+        .iter()
+        .find(|w| w.field == "services.api.build")
+        .unwrap();
+    let context = path_in(&dir, "api");
+    assert_eq!(
+        build.message,
+        format!("not converted yet (dockwright cannot build images yet): build it yourself, e.g. `docker build -t unsupported-api -f {context}/Dockerfile.prod --target runtime --build-arg VERSION=1.0 {context}`; the container uses \"unsupported-api\" and never pulls it")
+    );
+
+    // What does convert: merged anchors, deploy.restart_policy over restart, the first network.
+    let api = ContainerSpec {
+        image: "unsupported-api".into(),
+        image_pull_policy: Some(PullPolicy::Never),
+        replicas: 1,
+        network: Some("unsupported_front".into()),
+        network_aliases: strings(&["api"]),
+        restart_policy: RestartPolicy::Always,
+        healthcheck: Some(HealthCheck {
+            command: Some(strings(&["true"])),
+            interval_seconds: Some(2),
+            ..HealthCheck::default()
+        }),
+        resources: Some(Resources {
+            limits: ResourceLimits {
+                cpu: Some("2".into()),
+                memory: None,
+            },
+        }),
+        depends_on: vec![dep("cache", DependencyCondition::Started)],
+        ..ContainerSpec::default()
+    };
+    assert_eq!(*spec_of(&all, "api"), api);
+    let cache = spec_of(&all, "cache");
+    assert_eq!(
+        cache.network.as_deref(),
+        Some("shared-back"),
+        "external network keeps its name"
+    );
+    assert_eq!(cache.healthcheck, None);
+    let base = spec_of(&all, "base");
+    assert_eq!(base.network.as_deref(), Some("unsupported_default"));
+    assert_eq!(base.stop_grace_period_seconds, Some(3));
+    assert_documents_parse(&c);
+    load_documents(&c).expect("what was converted validates");
+}
+
+#[test]
+fn service_names_become_dns_labels() {
+    let c = convert_corpus("names");
+    let all = containers(&c);
+    assert_eq!(names(&all), ["web-front", "api-v2", "my-named-container"]);
+    assert_eq!(
+        spec_of(&all, "api-v2").depends_on,
+        vec![dep("web-front", DependencyCondition::Started)]
+    );
+    assert_eq!(
+        spec_of(&all, "my-named-container").depends_on,
+        vec![dep("api-v2", DependencyCondition::Started)]
+    );
+    // The Compose service name stays resolvable on the network.
+    assert_eq!(spec_of(&all, "web-front").network_aliases, ["Web_Front"]);
+    assert_eq!(spec_of(&all, "api-v2").network_aliases, ["api.v2"]);
+    assert_eq!(
+        spec_of(&all, "my-named-container").network_aliases,
+        ["named"]
+    );
+    assert_eq!(
+        warnings(&c),
+        [
+            "services.Web_Front: the resource is named \"web-front\": names must be DNS labels",
+            "services.api.v2: the resource is named \"api-v2\": names must be DNS labels",
+            "services.named.container_name: used as the resource name \"my-named-container\"; dockwright names containers after the resource (\"my-named-container\", or \"my-named-container-<i>\" with several replicas)",
+        ]
+    );
+    load_documents(&c).expect("names validate");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Smaller cases
+// ---------------------------------------------------------------------------------------------
+
+/// Converts one service body (indented YAML under `services.svc`) in a scratch directory.
+fn convert_service(body: &str) -> Result<Conversion, ConvertError> {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("services:\n  svc:\n{}", indent(body, 4));
+    convert_in(dir.path(), &text)
+}
+
+fn indent(text: &str, n: usize) -> String {
+    text.lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(n)))
+        .collect()
+}
+
+fn only_spec(c: &Conversion) -> ContainerSpec {
+    let all = containers(c);
+    assert_eq!(all.len(), 1);
+    all.into_iter().next().unwrap().spec
+}
+
+#[test]
+fn restart_policies() {
+    let cases = [
+        ("", RestartPolicy::Never, None),
+        ("restart: \"no\"", RestartPolicy::Never, None),
+        ("restart: always", RestartPolicy::Always, None),
+        ("restart: unless-stopped", RestartPolicy::Always, None),
+        ("restart: on-failure", RestartPolicy::OnFailure, None),
+        ("restart: on-failure:3", RestartPolicy::OnFailure, Some(3)),
+        ("restart: on-failure:0", RestartPolicy::OnFailure, None),
+        (
+            "deploy: {restart_policy: {condition: none}}",
+            RestartPolicy::Never,
+            None,
+        ),
+        (
+            "deploy: {restart_policy: {condition: any}}",
+            RestartPolicy::Always,
+            None,
+        ),
+        (
+            "deploy: {restart_policy: {condition: on-failure, max_attempts: 4}}",
+            RestartPolicy::OnFailure,
+            Some(4),
+        ),
+        ("deploy: {restart_policy: {}}", RestartPolicy::Always, None),
+    ];
+    for (yaml, policy, max) in cases {
+        let spec = only_spec(&convert_service(&format!("image: busybox:1\n{yaml}")).unwrap());
+        assert_eq!(
+            (spec.restart_policy, spec.max_restarts),
+            (policy, max),
+            "{yaml}"
+        );
+    }
+}
+
+#[test]
+fn memory_and_cpu_units() {
+    let cases = [
+        ("512m", "512Mi"),
+        ("512M", "512Mi"),
+        ("1gb", "1Gi"),
+        ("1.5g", "1536Mi"),
+        ("268435456", "256Mi"),
+        ("100000000", "100000000"),
+        ("2048k", "2Mi"),
+    ];
+    for (compose, quantity) in cases {
+        let c = convert_service(&format!(
+            "image: busybox:1\ndeploy: {{resources: {{limits: {{memory: {compose}, cpus: 0.25}}}}}}"
+        ))
+        .unwrap();
+        let limits = only_spec(&c).resources.unwrap().limits;
+        assert_eq!(limits.memory.as_deref(), Some(quantity), "{compose}");
+        assert_eq!(limits.cpu.as_deref(), Some("0.25"));
+        // And the quantity means the same number of bytes to dockwright as to Compose.
+        let bytes = dockwright::quantity::parse_memory(quantity).unwrap();
+        let factor = match compose.trim_end_matches(['b', 'B']).chars().last().unwrap() {
+            'k' => 1024.0,
+            'm' | 'M' => 1024.0 * 1024.0,
+            'g' => 1024.0 * 1024.0 * 1024.0,
+            _ => 1.0,
+        };
+        let number: f64 = compose
+            .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+            .parse()
+            .unwrap();
+        assert_eq!(bytes as f64, number * factor, "{compose}");
+    }
+}
+
+#[test]
+fn legacy_limits_lose_to_deploy() {
+    let c = convert_service(
+        "image: busybox:1\nmem_limit: 64m\ncpus: 0.1\ndeploy: {resources: {limits: {memory: 128m}}}",
+    )
+    .unwrap();
+    let limits = only_spec(&c).resources.unwrap().limits;
+    assert_eq!(limits.memory.as_deref(), Some("128Mi"));
+    assert_eq!(limits.cpu.as_deref(), Some("0.1"));
+    assert_eq!(
+        warnings(&c),
+        ["services.svc.mem_limit: ignored: deploy.resources.limits.memory is set and wins"]
+    );
+}
+
+#[test]
+fn replicas_and_host_ports() {
+    let c = convert_service("image: busybox:1\nscale: 2\nports: [\"8080:80\"]").unwrap();
+    let spec = only_spec(&c);
+    assert_eq!(spec.replicas, 2);
+    assert_eq!(
+        spec.ports,
+        [port(80, None, Some("0.0.0.0"), Protocol::Tcp)],
+        "replicas cannot share a host port"
+    );
+    assert_eq!(
+        warnings(&c),
+        ["services.svc.ports: host port 8080 cannot be shared by 2 replicas; each replica publishes container port 80 on a random host port instead"]
+    );
+    load_documents(&c).expect("valid");
+
+    let c = convert_service("image: busybox:1\nnetwork_mode: host\nports: [\"80:80\"]").unwrap();
+    let spec = only_spec(&c);
+    assert_eq!(spec.network.as_deref(), Some("host"));
+    assert!(spec.ports.is_empty());
+    assert!(spec.network_aliases.is_empty());
+    load_documents(&c).expect("valid");
+}
+
+#[test]
+fn healthcheck_forms() {
+    let cases = [
+        ("test: curl -f http://x/", None, Some("curl -f http://x/")),
+        ("test: [CMD-SHELL, exit 0]", None, Some("exit 0")),
+        (
+            "test: [CMD, /bin/check, --quick]",
+            Some(vec!["/bin/check", "--quick"]),
+            None,
+        ),
+    ];
+    for (yaml, command, shell) in cases {
+        let c = convert_service(&format!(
+            "image: busybox:1\nhealthcheck: {{{yaml}, retries: 0, timeout: 0s}}"
+        ))
+        .unwrap();
+        let h = only_spec(&c).healthcheck.unwrap();
+        assert_eq!(h.command, command.map(|c| strings(&c)), "{yaml}");
+        assert_eq!(h.shell.as_deref(), shell, "{yaml}");
+        assert_eq!(
+            (h.retries, h.timeout_seconds),
+            (None, None),
+            "zero means Docker's default"
+        );
+    }
+    let c = convert_service("image: busybox:1\nhealthcheck: {test: [NONE]}").unwrap();
+    assert_eq!(only_spec(&c).healthcheck, None);
+    assert_eq!(c.warnings.len(), 1);
+}
+
+#[test]
+fn build_without_image_uses_the_compose_image_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    let c = convert_in(
+        dir.path(),
+        "name: My_App\nservices:\n  web:\n    build: .\n    pull_policy: missing\n",
+    )
+    .unwrap();
+    let spec = only_spec(&c);
+    assert_ne!(project, "my_app");
+    assert_eq!(
+        spec.image, "my_app-web",
+        "project name from name:, lowercased"
+    );
+    assert_eq!(
+        spec.image_pull_policy,
+        Some(PullPolicy::IfNotPresent),
+        "pull_policy kept"
+    );
+    assert_eq!(c.warnings.len(), 1);
+    assert_eq!(c.warnings[0].field, "services.web.build");
+}
+
+#[test]
+fn project_name_precedence() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "name: fromfile\nservices:\n  s1:\n    image: busybox:1\n";
+    let mut environment = test_env();
+    environment.insert("COMPOSE_PROJECT_NAME".into(), "FromEnv".into());
+    let c = convert_with(
+        text,
+        &ConvertOptions {
+            file_label: "c.yml".into(),
+            base_dir: dir.path().to_path_buf(),
+            environment: Some(environment),
+        },
+    )
+    .unwrap();
+    assert_eq!(only_spec(&c).network.as_deref(), Some("fromenv_default"));
+    let c = convert_in(dir.path(), text).unwrap();
+    assert_eq!(only_spec(&c).network.as_deref(), Some("fromfile_default"));
+    let c = convert_in(dir.path(), "services:\n  s1:\n    image: busybox:1\n").unwrap();
+    let dir_name = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    let dir_name: String = dir_name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    assert_eq!(
+        only_spec(&c).network,
+        Some(format!(
+            "{}_default",
+            dir_name.trim_start_matches(['_', '-'])
+        ))
+    );
+}
+
+#[test]
+fn env_file_errors_and_optional_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.env"), "OK=1\nnot a line\n").unwrap();
+    let err = convert_in(
+        dir.path(),
+        "services:\n  s1:\n    image: busybox:1\n    env_file: bad.env\n",
+    )
+    .unwrap_err()
+    .to_string();
+    let bad = dir.path().join("bad.env");
+    assert_eq!(
+        err,
+        format!("docker-compose.yml: services.s1.env_file[0]: {}:2: \"not a line\" is not a variable name (letters, digits, '_', '.' and '-', not starting with a digit)", bad.display())
+    );
+    let err = convert_in(
+        dir.path(),
+        "services:\n  s1:\n    image: busybox:1\n    env_file: [missing.env]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("docker-compose.yml: services.s1.env_file[0]: cannot read "),
+        "{err}"
+    );
+    let c = convert_in(
+        dir.path(),
+        "services:\n  s1:\n    image: busybox:1\n    env_file: [{path: missing.env, required: false}]\n    environment: [A=1]\n",
+    )
+    .unwrap();
+    assert_eq!(only_spec(&c).env, env(&[("A", "1")]));
+}
+
+#[test]
+fn invalid_compose_names_the_field() {
+    let cases: &[(&str, &str)] = &[
+        ("image: busybox:1\nports: [\"80:80:80:80\"]", "services.svc.ports[0]: invalid port \"80:80:80:80\": \"80:80\" is not an IP address"),
+        ("image: busybox:1\nports: [\"http:80\"]", "services.svc.ports[0]: invalid port \"http:80\": \"http\" is not a port number (1-65535)"),
+        ("image: busybox:1\nports: [\"8000-8002:80-81\"]", "services.svc.ports[0]: the host and container port ranges have different lengths"),
+        ("image: busybox:1\nports: [\"1-2000\"]", "services.svc.ports[0]: a range of 2000 ports is more than the limit of 1000"),
+        ("image: busybox:1\nports: [{published: 80}]", "services.svc.ports[0]: missing field `target`"),
+        ("image: busybox:1\nports: [{target: 70000}]", "services.svc.ports[0].target: invalid value: integer `70000`, expected u16"),
+        ("image: busybox:1\nports: [\"80/sctpx\"]", "services.svc.ports[0]: unknown protocol \"sctpx\"; expected tcp or udp"),
+        ("image: busybox:1\nvolumes: [\"data:/data\"]", "services.svc.volumes[0]: named volume \"data\" is not declared under the top-level volumes"),
+        ("image: busybox:1\nvolumes: [\"./a:/a:rx\"]", "services.svc.volumes[0]: unknown mount mode \"rx\" in \"./a:/a:rx\""),
+        ("image: busybox:1\nvolumes: [{type: bind, target: /x}]", "services.svc.volumes[0].source: a bind mount needs a source path"),
+        ("image: busybox:1\nvolumes: [{type: weird, target: /x}]", "services.svc.volumes[0].type: unknown mount type \"weird\"; expected volume, bind or tmpfs"),
+        ("image: busybox:1\nnetworks: [nope]", "services.svc.networks.nope: undefined network \"nope\"; declare it under the top-level networks"),
+        ("image: busybox:1\nnetwork_mode: host\nnetworks: [default]", "services.svc.network_mode: network_mode and networks cannot be combined"),
+        ("image: busybox:1\ndepends_on: [ghost]", "services.svc.depends_on.ghost: undefined service \"ghost\""),
+        ("image: busybox:1\ndepends_on: {svc: {condition: service_ready}}", "services.svc.depends_on.svc.condition: unknown condition \"service_ready\"; expected service_started, service_healthy or service_completed_successfully"),
+        ("image: busybox:1\nrestart: sometimes", "services.svc.restart: unknown restart policy \"sometimes\"; expected no, always, unless-stopped or on-failure[:N]"),
+        ("image: busybox:1\nhealthcheck: {test: [CMD], interval: 5s}", "services.svc.healthcheck.test: a list must start with CMD or CMD-SHELL followed by the command (or be [NONE])"),
+        ("image: busybox:1\nhealthcheck: {test: [CMD, x], interval: 5}", "services.svc.healthcheck.interval: invalid duration \"5\": missing unit (e.g. 30s, 1m30s, 500ms)"),
+        ("image: busybox:1\nmem_limit: 12 parsecs", "services.svc.mem_limit: invalid size \"12 parsecs\": unknown unit; use b, k, m, g or t (e.g. 512m, 1g, 1048576)"),
+        ("image: busybox:1\ncpus: lots", "services.svc.cpus: invalid CPU count \"lots\": expected a number such as 0.5 or 2"),
+        ("image: busybox:1\ncommand: echo 'unterminated", "services.svc.command: unterminated single quote in \"echo 'unterminated\""),
+        ("image: busybox:1\nenvironment: ${NEED:?set NEED first}", "services.svc.environment: required variable NEED is not set or empty: set NEED first"),
+        ("image: busybox:1\nenvironment: [\"A=5$\"]", "services.svc.environment[0]: invalid interpolation format in \"A=5$\"; write $$ for a literal $, or ${VAR}, ${VAR:-default}"),
+        ("image: busybox:1\nenvironment: 3", "services.svc.environment: invalid type: integer `3`, expected a list of KEY=VALUE strings or a mapping"),
+        ("image: busybox:1\nscale: 2\ndeploy: {replicas: 3}", "services.svc.scale: both scale and deploy.replicas are set; keep only deploy.replicas"),
+        ("image: busybox:1\ndeploy: {replicas: many}", "services.svc.deploy.replicas: invalid value: string \"many\", expected an integer"),
+        ("command: [\"true\"]", "services.svc.image: missing: a service needs an image or a build"),
+        ("image: busybox:1\npull_policy: sometimes", "services.svc.pull_policy: unknown pull policy \"sometimes\"; expected always, never, missing, if_not_present or build"),
+    ];
+    for (body, want) in cases {
+        let err = convert_service(body).expect_err(body).to_string();
+        assert_eq!(err, format!("docker-compose.yml: {want}"), "{body}");
+    }
+}
+
+#[test]
+fn invalid_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str)] = &[
+        ("services: [a, b]", "docker-compose.yml: services: invalid type: sequence, expected a mapping"),
+        ("[]", "docker-compose.yml: (top level): expected a mapping with services, found a list"),
+        ("name: x", "docker-compose.yml: services: no services to convert"),
+        ("services:\n  a_b: {image: x}\n  a-b: {image: y}\n", "docker-compose.yml: services.a-b: its resource name \"a-b\" is also the name of service \"a_b\"; set container_name on one of them"),
+        ("services:\n  ___: {image: x}\n", "docker-compose.yml: services.___: cannot make a resource name from this service name; set container_name to a DNS label"),
+        ("volumes:\n  v: {external: maybe}\nservices:\n  s: {image: x}\n", "docker-compose.yml: volumes.v.external: invalid value: string \"maybe\", expected true, false or a mapping with name"),
+    ];
+    for (text, want) in cases {
+        let err = convert_in(dir.path(), text).expect_err(text).to_string();
+        assert_eq!(err, *want, "{text}");
+    }
+    let err = convert_in(dir.path(), "services:\n  a: {image: x\n").unwrap_err();
+    assert!(matches!(err, ConvertError::Yaml { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("docker-compose.yml: invalid YAML: "),
+        "{err}"
+    );
+    let err = convert_in(dir.path(), "services:\n  a: {image: x}\n  a: {image: y}\n").unwrap_err();
+    assert!(err.to_string().contains("duplicate"), "{err}");
+}
+
+#[test]
+fn convert_file_reads_next_to_the_file() {
+    let c =
+        dockwright::convert::convert_file(&corpus("webapp").join("docker-compose.yml")).unwrap();
+    let files: Vec<&str> = c.documents.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        files,
+        [
+            "web.yaml",
+            "db.yaml",
+            "migrate.yaml",
+            "cache-warmer.yaml",
+            "worker.yaml"
+        ]
+    );
+    let err = dockwright::convert::convert_file(Path::new("/nonexistent/docker-compose.yml"))
+        .unwrap_err();
+    assert!(matches!(err, ConvertError::Read { .. }), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// No panics on arbitrary input
+// ---------------------------------------------------------------------------------------------
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    #[test]
+    fn never_panics_on_service_fields(
+        key in proptest::sample::select(vec![
+            "ports", "volumes", "command", "entrypoint", "environment", "healthcheck", "restart",
+            "deploy", "labels", "tmpfs", "networks", "depends_on", "mem_limit", "cpus", "expose",
+            "stop_grace_period", "build", "env_file",
+        ]),
+        value in "[ -~]{0,30}",
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("services:\n  s:\n    image: x\n    {key}: {value:?}\n");
+        let _ = convert_in(dir.path(), &text);
+        let text = format!("services:\n  s:\n    image: x\n    {key}: [{value:?}]\n");
+        let _ = convert_in(dir.path(), &text);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Round trip: the same file through docker-compose and through convert + converge
+// ---------------------------------------------------------------------------------------------
+
+/// `docker-compose` (Debian's Python 1.29), or `None` when it is not installed.
+fn docker_compose() -> Option<PathBuf> {
+    let out = std::process::Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| PathBuf::from("docker-compose"))
+}
+
+/// Runs `docker-compose -p <project> -f <file> <args>`, panicking with its output on failure.
+fn compose(project: &str, file: &Path, args: &[&str]) {
+    let run = common::run(
+        std::process::Command::new("docker-compose")
+            .args(["--no-ansi", "-p", project, "-f"])
+            .arg(file)
+            .args(args),
+    );
+    assert!(run.success(), "docker-compose {args:?}: {run}");
+}
+
+/// Takes the Compose project down (containers, network, volumes) even when the test fails.
+struct ComposeProject {
+    project: String,
+    file: PathBuf,
+}
+
+impl Drop for ComposeProject {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker-compose")
+            .args(["--no-ansi", "-p", &self.project, "-f"])
+            .arg(&self.file)
+            .args(["down", "-v", "--remove-orphans", "-t", "1"])
+            .output();
+    }
+}
+
+/// A TCP port free on loopback right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Inspections of the containers carrying `label`, by a name derived with `key`.
+async fn inspect_labelled(
+    docker: &bollard::Docker,
+    label: &str,
+    key: impl Fn(&serde_json::Value) -> String,
+) -> BTreeMap<String, serde_json::Value> {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let filters = std::collections::HashMap::from([("label".to_string(), vec![label.to_string()])]);
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for id in list.into_iter().filter_map(|c| c.id) {
+        let inspect = docker.inspect_container(&id, None).await.unwrap();
+        let value = serde_json::to_value(&inspect).unwrap();
+        out.insert(key(&value), value);
+    }
+    out
+}
+
+/// The configuration that matters for the comparison (labels aside, as Compose adds its
+/// own), normalised where the two spell the same thing differently.
+fn comparable(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let at = |p: &str| v.pointer(p).cloned().unwrap_or(Value::Null);
+    let mut env: Vec<Value> = at("/Config/Env").as_array().cloned().unwrap_or_default();
+    env.sort_by_key(|e| e.to_string());
+    // An empty host address and 0.0.0.0 both publish on every IPv4 address.
+    let mut ports = at("/HostConfig/PortBindings");
+    if let Some(map) = ports.as_object_mut() {
+        for bindings in map.values_mut().filter_map(Value::as_array_mut) {
+            for b in bindings {
+                if b["HostIp"] == json!("") {
+                    b["HostIp"] = json!("0.0.0.0");
+                }
+            }
+        }
+    }
+    let mut mounts: Vec<Value> = at("/Mounts")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            json!({
+                "Type": m["Type"],
+                "Source": if m["Type"] == json!("volume") { m["Name"].clone() } else { m["Source"].clone() },
+                "Destination": m["Destination"],
+                "RW": m["RW"],
+            })
+        })
+        .collect();
+    mounts.sort_by_key(|m| m["Destination"].to_string());
+    if ports.as_object().is_some_and(|m| m.is_empty()) {
+        ports = Value::Null;
+    }
+    // Without `hostname` the daemon uses the short container ID, which differs by nature.
+    let mut hostname = at("/Config/Hostname");
+    let id = at("/Id");
+    if let (Some(h), Some(id)) = (hostname.as_str(), id.as_str()) {
+        if id.starts_with(h) {
+            hostname = json!("(container id)");
+        }
+    }
+    let mut restart = at("/HostConfig/RestartPolicy");
+    if restart["Name"] == json!("") {
+        restart["Name"] = json!("no");
+    }
+    // Zero durations mean "Docker's default", whether sent as 0 or left out.
+    let mut health = at("/Config/Healthcheck");
+    if let Some(map) = health.as_object_mut() {
+        map.retain(|_, v| !(v.is_null() || *v == json!(0)));
+    }
+    json!({
+        "image": at("/Image"),
+        "entrypoint": at("/Config/Entrypoint"),
+        "cmd": at("/Config/Cmd"),
+        "env": env,
+        "workingDir": at("/Config/WorkingDir"),
+        "user": at("/Config/User"),
+        "hostname": hostname,
+        "healthcheck": health,
+        "ports": ports,
+        "mounts": mounts,
+        "tmpfs": at("/HostConfig/Tmpfs"),
+        "restart": restart,
+        "nanoCpus": at("/HostConfig/NanoCpus"),
+        "memory": at("/HostConfig/Memory"),
+        "network": at("/HostConfig/NetworkMode"),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_matches_docker_compose() {
+    if docker_compose().is_none() {
+        // CI installs it (scripts/lib.sh); only a developer machine may lack it.
+        assert!(
+            std::env::var("CI").is_err(),
+            "docker-compose is missing in CI (scripts/lib.sh DW_PACKAGES installs it)"
+        );
+        eprintln!("skipped: docker-compose is not installed (apt-get install docker-compose)");
+        return;
+    }
+    common::ensure_test_image().await;
+    let docker = common::docker().await;
+    let owner = common::TestOwner::new("convert-rt");
+    let project = common::unique("dwrt");
+    // Service names become container names; unique ones keep parallel runs apart.
+    let db = common::unique("rtdb");
+    let web = common::unique("rtweb");
+    let job = common::unique("rtjob");
+    let (tcp_port, udp_port) = (free_port(), free_port());
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("www")).unwrap();
+    std::fs::write(dir.path().join("www/index.html"), "hi\n").unwrap();
+    std::fs::write(
+        dir.path().join("web.env"),
+        "# web settings\nexport EXPORTED=1\nGREETING=\"hello world\"\nSINGLE='a $b'\nPLAIN=plain\n",
+    )
+    .unwrap();
+    let image = common::TEST_IMAGE;
+    let text = format!(
+        r#"services:
+  {db}:
+    image: {image}
+    command: ["sh", "-c", "mkdir -p /data && exec httpd -f -p 5432 -h /data"]
+    environment:
+      ROLE: db
+      PORT: 5432
+    volumes:
+      - data:/data
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+    restart: unless-stopped
+    deploy:
+      resources:
+        limits:
+          cpus: "0.5"
+          memory: 64M
+    labels:
+      com.example.role: db
+  {web}:
+    image: {image}
+    entrypoint: ["/bin/sh", "-c"]
+    command: ["exec httpd -f -p 8080 -h /www"]
+    working_dir: /www
+    user: "0"
+    hostname: web-host
+    env_file: web.env
+    environment:
+      - MODE=test
+      - PLAIN=overridden
+    ports:
+      - "127.0.0.1:{tcp_port}:8080"
+      - "{udp_port}:8081/udp"
+      - "8082"
+    volumes:
+      - ./www:/www:ro
+      - type: tmpfs
+        target: /cache
+        tmpfs:
+          size: 1048576
+    depends_on:
+      {db}:
+        condition: service_healthy
+    restart: on-failure:3
+  {job}:
+    image: {image}
+    command: echo done
+    restart: "no"
+    mem_limit: 16m
+volumes:
+  data:
+"#
+    );
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(&file, &text).unwrap();
+
+    // Compose's containers.
+    let guard = ComposeProject {
+        project: project.clone(),
+        file: file.clone(),
+    };
+    compose(&project, &file, &["up", "-d"]);
+    let by_service = |v: &serde_json::Value| {
+        v.pointer("/Config/Labels/com.docker.compose.service")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let from_compose = inspect_labelled(
+        &docker,
+        &format!("com.docker.compose.project={project}"),
+        by_service,
+    )
+    .await;
+    drop(guard);
+
+    // Ours: convert, write as `convert -o` would, load and converge.
+    let mut environment = test_env();
+    environment.insert("COMPOSE_PROJECT_NAME".into(), project.clone());
+    let conversion = convert_with(
+        &text,
+        &ConvertOptions {
+            file_label: "docker-compose.yml".into(),
+            base_dir: dir.path().to_path_buf(),
+            environment: Some(environment),
+        },
+    )
+    .unwrap();
+    assert_eq!(warnings(&conversion), Vec::<String>::new());
+    let desired = load_documents(&conversion).unwrap();
+    let client = dockwright::docker::Docker::connect().await.unwrap();
+    let runner = dockwright::docker::DockerRunner::new(client.clone(), owner.name());
+    let mut options = dockwright::converge::ConvergeOptions::new(owner.name());
+    // `./www` is a bind mount: the safe-default policy refuses it unless the operator's
+    // policy allows its directory (as `apply --policy` would).
+    options.gate = dockwright::policy::Gate::new(
+        dockwright::policy::Policy {
+            allowed_bind_prefixes: vec![dir.path().canonicalize().unwrap().display().to_string()],
+            ..Default::default()
+        },
+        None,
+    );
+    let report = dockwright::converge::converge(&client, &runner, &desired, &options, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(report.converged(), "{report:?}");
+    let by_resource = |v: &serde_json::Value| {
+        v.pointer("/Config/Labels")
+            .and_then(|l| l.get(dockwright::labels::RESOURCE))
+            .and_then(|s| s.as_str())
+            .and_then(|r| r.rsplit('/').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let from_dockwright = inspect_labelled(&docker, &owner.label_filter(), by_resource).await;
+
+    assert_eq!(
+        from_compose.keys().collect::<Vec<_>>(),
+        from_dockwright.keys().collect::<Vec<_>>()
+    );
+    for (service, compose_inspect) in &from_compose {
+        let ours = comparable(&from_dockwright[service]);
+        let theirs = comparable(compose_inspect);
+        assert_eq!(
+            ours,
+            theirs,
+            "service {service}:\nours   {}\ncompose {}",
+            serde_json::to_string_pretty(&ours).unwrap(),
+            serde_json::to_string_pretty(&theirs).unwrap()
+        );
+    }
+    // The comparison compares something: the fields the file sets are present.
+    let web_config = comparable(&from_compose[&web]);
+    assert_eq!(web_config["hostname"], "web-host");
+    assert_eq!(web_config["ports"].as_object().map(|p| p.len()), Some(3));
+    assert_eq!(web_config["mounts"].as_array().map(|m| m.len()), Some(2));
+    assert!(web_config["env"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("GREETING=hello world")));
+    assert_eq!(web_config["restart"]["MaximumRetryCount"], 3);
+    assert_eq!(comparable(&from_compose[&db])["memory"], 64 * 1024 * 1024);
+}
