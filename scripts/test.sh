@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: prepares what the tests need (a Docker daemon, the Debian packages, the
 # test image, the loopback registries) — each step idempotent — then runs
-# `cargo test --lib --bins --tests` (benches are run by `cargo bench`, not here). Extra arguments go to cargo test (e.g. `scripts/test.sh --test infra`).
+# `cargo test --no-fail-fast --lib --bins --tests` (benches are run by `cargo bench`, not here). Extra arguments go to cargo test (e.g. `scripts/test.sh --test infra`).
 # Ends with one summary line, `tests: N passed, N failed, N skipped`, summed over all test binaries.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -18,7 +18,7 @@ dw_ensure_packages
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --lib --bins --tests "$@" 2>&1 | tee "$log"
+cargo test --no-fail-fast --lib --bins --tests "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 

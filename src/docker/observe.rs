@@ -96,7 +96,8 @@ impl crate::converge::Observe for Docker {
 
 fn observed_container(c: ContainerSummary) -> Option<ObservedContainer> {
     let id = c.id?;
-    let name = primary_name(c.names.as_deref().unwrap_or_default()).unwrap_or_else(|| id.clone());
+    // Empty only for a removal that already gave up its name (see `plan`).
+    let name = primary_name(c.names.as_deref().unwrap_or_default()).unwrap_or_default();
     let labels = c.labels.unwrap_or_default();
     let status = c.status.unwrap_or_default();
     let state_text = c.state.map(|s| s.to_string()).unwrap_or_default();

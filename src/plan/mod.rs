@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::DependencyCondition;
 use crate::desired::{DesiredState, Kind, ResourceKey};
-use crate::observed::{ObservedContainer, ObservedState};
+use crate::observed::{ObservedContainer, ObservedState, RunState};
 use blocks::StartBlocks;
 use containers::{Planner, ResourceOutcome};
 use graph::Graph;
@@ -72,6 +72,13 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
     let mut by_resource: BTreeMap<&ResourceKey, Vec<&ObservedContainer>> = BTreeMap::new();
     let mut planner = Planner::new(&mut graph, &options.owner, &options.failed_revisions);
     for c in sorted {
+        // A removal that already gave up its name is no replica and nothing left to remove.
+        // Docker 20.10 can keep one listed for good ("Removal In Progress", no name, inspect
+        // says no such container), which no remove call clears. One still holding its name
+        // is kept as is: its replica waits for the daemon to finish.
+        if c.state == RunState::Removing && c.name.is_empty() {
+            continue;
+        }
         match &c.resource {
             Some(key) if key.kind != Kind::Container => {}
             Some(key) if desired.containers.contains_key(key) => {

@@ -293,7 +293,13 @@ pub async fn owned(docker: &bollard::Docker, owner: &str) -> Vec<Seen> {
         ))
         .await
         .unwrap();
+    // Docker 20.10 can keep a finished removal listed as "Removal In Progress" (no name,
+    // inspect says no such container) until it restarts; dockwright ignores those too.
     list.into_iter()
+        .filter(|c| {
+            let removing = c.state == Some(bollard::models::ContainerSummaryStateEnum::REMOVING);
+            !(removing && c.names.as_ref().is_none_or(|n| n.is_empty()))
+        })
         .map(|c| Seen {
             name: c
                 .names
