@@ -137,10 +137,8 @@ where
         if plan.actions.is_empty() {
             break;
         }
-        let limit = match concurrency {
-            Some(c) => c,
-            None => *concurrency.insert(daemon.default_concurrency().await),
-        };
+        let limit = resolve_concurrency(daemon, concurrency).await;
+        concurrency = Some(limit);
         let outcomes = execute(
             &plan,
             runner,
@@ -262,10 +260,7 @@ where
         ..Default::default()
     };
     if !plan.actions.is_empty() {
-        let limit = match options.concurrency {
-            Some(c) => c,
-            None => daemon.default_concurrency().await,
-        };
+        let limit = resolve_concurrency(daemon, options.concurrency).await;
         report.actions = execute(
             &plan,
             runner,
@@ -276,6 +271,18 @@ where
     }
     report.observed = observed;
     Ok(report)
+}
+
+/// The executor concurrency: `configured`, or else what the daemon is sized for (which may
+/// cost it a call, so callers running several rounds keep the answer).
+pub(crate) async fn resolve_concurrency<O: Observe + ?Sized>(
+    daemon: &O,
+    configured: Option<usize>,
+) -> usize {
+    match configured {
+        Some(c) => c,
+        None => daemon.default_concurrency().await,
+    }
 }
 
 fn plan_options(options: &ConvergeOptions) -> PlanOptions {

@@ -382,18 +382,7 @@ async fn prune(args: PruneArgs) -> anyhow::Result<u8> {
     let mut print = |r: &dockwright::execute::ActionReport| println!("{}", report::action_line(r));
     let result =
         dockwright::prune::prune_dangling(&observer, &runner, &owner, None, &mut print).await?;
-    if result.actions.is_empty() {
-        println!("nothing to prune");
-        return Ok(0);
-    }
-    let summary = report::summary_text(&result.actions, &result.blocked);
-    if result.converged() {
-        print!("{summary}");
-        Ok(0)
-    } else {
-        eprint!("{summary}");
-        Ok(1)
-    }
+    Ok(finish(&result, "nothing to prune", true))
 }
 
 async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
@@ -441,18 +430,25 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         }
     };
     let result = converge::converge(&observer, &runner, &desired, &options, &mut print).await?;
+    Ok(finish(&result, "no changes", checks_ok))
+}
+
+/// Ends `apply`, `delete` and `prune`: `nothing` when the pass had nothing to do, else the
+/// summary (on stderr when something failed or is blocked); the exit code is 0 only when the
+/// pass converged and `checks_ok`.
+fn finish(result: &converge::ConvergeReport, nothing: &str, checks_ok: bool) -> u8 {
+    let ok = result.converged() && checks_ok;
     if result.actions.is_empty() && result.blocked.is_empty() {
-        println!("no changes");
-        return Ok(if checks_ok { 0 } else { 1 });
-    }
-    let summary = report::summary_text(&result.actions, &result.blocked);
-    if result.converged() && checks_ok {
-        print!("{summary}");
-        Ok(0)
+        println!("{nothing}");
     } else {
-        eprint!("{summary}");
-        Ok(1)
+        let summary = report::summary_text(&result.actions, &result.blocked);
+        if ok {
+            print!("{summary}");
+        } else {
+            eprint!("{summary}");
+        }
     }
+    u8::from(!ok)
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<u8> {
@@ -677,18 +673,7 @@ async fn delete(args: DeleteArgs) -> anyhow::Result<u8> {
     let runner = DockerRunner::new(docker.clone(), args.owner.owner.clone());
     let mut print = |r: &dockwright::execute::ActionReport| println!("{}", report::action_line(r));
     let result = converge::delete(&docker, &runner, &keys, &options, &mut print).await?;
-    if result.actions.is_empty() {
-        println!("nothing to delete");
-        return Ok(0);
-    }
-    let summary = report::summary_text(&result.actions, &result.blocked);
-    if result.converged() {
-        print!("{summary}");
-        Ok(0)
-    } else {
-        eprint!("{summary}");
-        Ok(1)
-    }
+    Ok(finish(&result, "nothing to delete", true))
 }
 
 async fn get(args: GetArgs) -> anyhow::Result<u8> {

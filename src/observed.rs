@@ -78,6 +78,17 @@ pub enum HealthState {
     Unhealthy,
 }
 
+impl HealthState {
+    /// Docker's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+        }
+    }
+}
+
 /// One managed container.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -110,6 +121,27 @@ pub struct ObservedContainer {
     pub created: i64,
     /// Docker's status text, e.g. `Up 3 minutes (healthy)`.
     pub status: String,
+}
+
+impl ObservedContainer {
+    /// This container as a replica in a status (the agent's and the Kubernetes one).
+    pub fn replica_status(&self) -> crate::api::ReplicaStatus {
+        crate::api::ReplicaStatus {
+            name: self.name.clone(),
+            container_id: Some(self.id.clone()),
+            image_id: Some(self.image_id.clone()),
+            revision: self
+                .spec_hash
+                .as_deref()
+                .map(|h| crate::plan::short_revision(h).to_string()),
+            state: Some(self.state.as_str().to_string()),
+            health: self.health.map(|h| h.as_str().to_string()),
+            exit_code: self.exit_code.filter(|_| self.state == RunState::Exited),
+            // The list call the observation is made of does not carry it; an inspect per
+            // replica per reconcile would cost more than it tells.
+            restart_count: None,
+        }
+    }
 }
 
 /// Local images: which reference resolves to which ID, and what each image carries; plus

@@ -2,7 +2,7 @@
 //! or pulled (state file) that no container of any owner uses. Images of resources that left
 //! the manifests are `apply --prune`'s job (it knows the manifests); this needs none.
 
-use crate::converge::{ConvergeReport, Observe};
+use crate::converge::{resolve_concurrency, ConvergeReport, Observe};
 use crate::execute::{execute, ActionReport, ActionRunner, ExecuteOptions};
 use crate::plan::plan_prune_dangling;
 
@@ -26,10 +26,7 @@ where
         ..Default::default()
     };
     if !plan.actions.is_empty() {
-        let concurrency = match concurrency {
-            Some(c) => c,
-            None => daemon.default_concurrency().await,
-        };
+        let concurrency = resolve_concurrency(daemon, concurrency).await;
         report.actions = execute(&plan, runner, ExecuteOptions { concurrency }, on_report).await;
     }
     report.observed = observed;

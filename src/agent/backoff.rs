@@ -16,6 +16,15 @@ pub struct BackoffPolicy {
     pub max: Duration,
 }
 
+impl BackoffPolicy {
+    /// The wait after `failures` failures in a row: `initial` doubled per failure after the
+    /// first, at most `max`.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(20));
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
 impl Default for BackoffPolicy {
     fn default() -> Self {
         Self {
@@ -60,12 +69,7 @@ impl Backoffs {
         now: Instant,
     ) -> Duration {
         let failures = self.entries.get(key).map_or(0, |b| b.failures) + 1;
-        let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(20));
-        let delay = self
-            .policy
-            .initial
-            .saturating_mul(factor)
-            .min(self.policy.max);
+        let delay = self.policy.delay(failures);
         self.entries.insert(
             key.clone(),
             Backoff {

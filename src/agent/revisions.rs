@@ -57,12 +57,7 @@ impl RevisionBackoffs {
             return None;
         }
         let failures = previous.map_or(0, |b| b.failures) + 1;
-        let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(20));
-        let delay = self
-            .policy
-            .initial
-            .saturating_mul(factor)
-            .min(self.policy.max);
+        let delay = self.policy.delay(failures);
         self.entries.insert(
             key.clone(),
             RevisionBackoff {

@@ -77,19 +77,7 @@ pub(super) fn build(
     let mut replicas: BTreeMap<&ResourceKey, Vec<crate::api::ReplicaStatus>> = BTreeMap::new();
     let mut undeclared: BTreeMap<String, Vec<crate::api::ReplicaStatus>> = BTreeMap::new();
     for c in &observed.containers {
-        let replica = crate::api::ReplicaStatus {
-            name: c.name.clone(),
-            container_id: Some(c.id.clone()),
-            image_id: Some(c.image_id.clone()),
-            revision: c
-                .spec_hash
-                .as_deref()
-                .map(|h| crate::plan::short_revision(h).to_string()),
-            state: Some(c.state.as_str().to_string()),
-            health: c.health.map(|h| format!("{h:?}").to_lowercase()),
-            exit_code: c.exit_code,
-            restart_count: None,
-        };
+        let replica = c.replica_status();
         match &c.resource {
             Some(k) if desired.containers.contains_key(k) => {
                 replicas.entry(k).or_default().push(replica)

@@ -263,6 +263,26 @@ impl Context {
         }
     }
 
+    /// Runs `plan` for `obj`: counts the outcomes in the metrics and publishes one event per
+    /// outcome about `obj`.
+    async fn run<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        plan: &Plan,
+        runner: &DockerRunner,
+    ) -> Vec<ActionReport> {
+        let mut log = |_: &ActionReport| {};
+        let options = ExecuteOptions {
+            concurrency: self.options.concurrency,
+        };
+        let reports = execute(plan, runner, options, &mut log).await;
+        if let Some(m) = &self.metrics {
+            m.count_actions(&reports);
+        }
+        self.action_events(obj, &reports).await;
+        reports
+    }
+
     /// One event per action outcome: reason = the action verb, note = target and outcome.
     async fn action_events<K: Resource<DynamicType = ()>>(
         &self,
@@ -345,8 +365,8 @@ pub async fn load_node(client: &Client, name: &str) -> Result<NodeInfo, Error> {
 
 /// The actions of `plan` that reconcile `key` on its own: its own actions and the image
 /// actions (pull, build, tag) of the reference it runs, whichever object they are planned
-/// for; like [`plan::restrict`] (which decides per resource, not per action), an action whose
-/// prerequisite is dropped is dropped too.
+/// for; as with [`plan::restrict_actions`], an action whose prerequisite is dropped is dropped
+/// too.
 pub fn restrict_to_object(plan: &Plan, key: &ResourceKey, image: Option<&str>) -> Plan {
     let keep = |a: &PlannedAction| {
         &a.resource == key
@@ -357,25 +377,7 @@ pub fn restrict_to_object(plan: &Plan, key: &ResourceKey, image: Option<&str>) -
                 _ => false,
             }
     };
-    let mut new_id: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut out = Plan::default();
-    for action in &plan.actions {
-        if !keep(action) || action.after.iter().any(|a| !new_id.contains_key(a)) {
-            continue;
-        }
-        let after = action
-            .after
-            .iter()
-            .filter_map(|a| new_id.get(a).copied())
-            .collect();
-        let id = out.push(
-            action.resource.clone(),
-            action.action.clone(),
-            action.reason.clone(),
-            after,
-        );
-        new_id.insert(action.id, id);
-    }
+    let mut out = plan::restrict_actions(plan, keep);
     out.blocked = plan
         .blocked
         .iter()
@@ -602,20 +604,7 @@ async fn apply_container(
         if mine.actions.is_empty() || round > ctx.options.max_rounds {
             break;
         }
-        let mut log = |_: &ActionReport| {};
-        let done = execute(
-            &mine,
-            &runner,
-            ExecuteOptions {
-                concurrency: ctx.options.concurrency,
-            },
-            &mut log,
-        )
-        .await;
-        if let Some(m) = &ctx.metrics {
-            m.count_actions(&done);
-        }
-        ctx.action_events(c, &done).await;
+        let done = ctx.run(c, &mine, &runner).await;
         let deferred = done.iter().any(|r| r.outcome == Outcome::Deferred);
         let failed = first_failure(&done).is_some()
             || done
@@ -713,20 +702,7 @@ async fn remove_containers<K: Resource<DynamicType = ()>>(
         return Ok(());
     }
     let runner = DockerRunner::new(ctx.docker.clone(), ctx.options.owner.clone());
-    let mut log = |_: &ActionReport| {};
-    let reports = execute(
-        &plan,
-        &runner,
-        ExecuteOptions {
-            concurrency: ctx.options.concurrency,
-        },
-        &mut log,
-    )
-    .await;
-    if let Some(m) = &ctx.metrics {
-        m.count_actions(&reports);
-    }
-    ctx.action_events(obj, &reports).await;
+    let reports = ctx.run(obj, &plan, &runner).await;
     match first_failure(&reports) {
         Some(e) => Err(Error::Actions(e)),
         None => Ok(()),
@@ -849,17 +825,7 @@ pub async fn reconcile_image(obj: Arc<ImageObject>, ctx: Arc<Context>) -> Result
             return Ok(Action::requeue(ctx.options.resync));
         }
         let runner = DockerRunner::new(ctx.docker.clone(), ctx.options.owner.clone());
-        let mut log = |_: &ActionReport| {};
-        let done = execute(
-            &mine,
-            &runner,
-            ExecuteOptions {
-                concurrency: ctx.options.concurrency,
-            },
-            &mut log,
-        )
-        .await;
-        ctx.action_events(image, &done).await;
+        let done = ctx.run(image, &mine, &runner).await;
         match first_failure(&done) {
             Some(e) => Err(Error::Actions(e)),
             None => {

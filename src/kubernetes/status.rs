@@ -11,8 +11,7 @@
 use serde_json::{json, Value};
 
 use crate::api::{
-    Condition, ContainerStatus, DesiredRunState, NodeContainerStatus, ReplicaStatus, RestartPolicy,
-    API_VERSION,
+    Condition, ContainerStatus, DesiredRunState, NodeContainerStatus, RestartPolicy, API_VERSION,
 };
 use crate::desired::{DesiredContainer, ResourceKey};
 use crate::observed::{HealthState, ObservedContainer, ObservedState, RunState};
@@ -40,31 +39,6 @@ fn replica_ready(desired: &DesiredContainer, c: &ObservedContainer) -> bool {
         DesiredRunState::Running => {
             c.state == RunState::Running && c.health.is_none_or(|h| h == HealthState::Healthy)
         }
-    }
-}
-
-fn replica_status(c: &ObservedContainer) -> ReplicaStatus {
-    ReplicaStatus {
-        name: c.name.clone(),
-        container_id: Some(c.id.clone()),
-        image_id: Some(c.image_id.clone()),
-        revision: c
-            .spec_hash
-            .as_deref()
-            .map(|h| crate::plan::short_revision(h).to_string()),
-        state: Some(c.state.as_str().to_string()),
-        health: c.health.map(|h| {
-            match h {
-                HealthState::Starting => "starting",
-                HealthState::Healthy => "healthy",
-                HealthState::Unhealthy => "unhealthy",
-            }
-            .to_string()
-        }),
-        exit_code: c.exit_code.filter(|_| c.state == RunState::Exited),
-        // The list call the observation is made of does not carry it; an inspect per
-        // replica per reconcile would cost more than it tells.
-        restart_count: None,
     }
 }
 
@@ -178,7 +152,10 @@ pub fn node_entry(
                 "Degraded", degraded, d_reason, d_message, generation, previous, now,
             ),
         ],
-        replicas: mine.into_iter().map(replica_status).collect(),
+        replicas: mine
+            .into_iter()
+            .map(ObservedContainer::replica_status)
+            .collect(),
         last_error,
     }
 }

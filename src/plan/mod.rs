@@ -26,7 +26,7 @@ mod unfinished;
 pub use action::*;
 pub use hash::{changed_fields, container_labels, spec_hash, spec_json};
 pub use prune_images::plan_prune_dangling;
-pub use restrict::{independent_groups, restrict};
+pub use restrict::{independent_groups, restrict, restrict_actions};
 pub use rollout::{kept_name, short_revision, unfit_revisions, KEPT_SUFFIX};
 
 use std::collections::{BTreeMap, BTreeSet};

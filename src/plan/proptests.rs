@@ -495,6 +495,28 @@ fn check_ownership(
     Ok(())
 }
 
+/// Checks that only awaits failed when `plan` was applied (a dependency not yet healthy, a
+/// revision that never becomes healthy); returns the revisions the failures made unfit.
+fn check_failures(
+    plan: &Plan,
+    outcomes: &[SimOutcome],
+) -> Result<BTreeSet<(ResourceKey, String)>, TestCaseError> {
+    for (action, outcome) in plan.actions.iter().zip(outcomes) {
+        if let SimOutcome::Failed(error) = outcome {
+            prop_assert!(
+                matches!(action.action, Action::AwaitCondition { .. }),
+                "{} {} failed: {error}\nplan: {:#?}",
+                action.action.verb(),
+                action.action.target(),
+                lines(plan)
+            );
+        }
+    }
+    Ok(unfit_revisions(plan, |id| {
+        matches!(outcomes.get(id), Some(SimOutcome::Failed(_)))
+    }))
+}
+
 /// Plans and applies up to [`ROUNDS`] times, checking every plan on the way, as the
 /// converge loop does: a rollout whose await fails makes its revision unfit for the next
 /// rounds (which roll it back). Returns the daemon and the unfit revisions.
@@ -521,23 +543,9 @@ fn converge(
             sim.state
         );
         let outcomes = sim.apply(&plan, seed.wrapping_add(round));
-        for (action, outcome) in plan.actions.iter().zip(&outcomes) {
-            if let SimOutcome::Failed(error) = outcome {
-                // Awaits may legitimately fail (a dependency not yet healthy, a revision that
-                // never becomes healthy); nothing else may.
-                prop_assert!(
-                    matches!(action.action, Action::AwaitCondition { .. }),
-                    "{} {} failed: {error}\nplan: {:#?}",
-                    action.action.verb(),
-                    action.action.target(),
-                    lines(&plan)
-                );
-            }
-        }
-        let unfit = unfit_revisions(&plan, |id| {
-            matches!(outcomes.get(id), Some(SimOutcome::Failed(_)))
-        });
-        options.failed_revisions.extend(unfit);
+        options
+            .failed_revisions
+            .extend(check_failures(&plan, &outcomes)?);
         sim.settle();
     }
     Ok((sim, options))
@@ -807,20 +815,9 @@ proptest! {
                 })
                 .map_err(|e| TestCaseError::fail(format!("{e}\nplan: {:#?}", lines(&plan))))?;
             sim.budget = None;
-            for (action, outcome) in plan.actions.iter().zip(&outcomes) {
-                if let SimOutcome::Failed(error) = outcome {
-                    prop_assert!(
-                        matches!(action.action, Action::AwaitCondition { .. }),
-                        "{} {} failed: {error}\nplan: {:#?}",
-                        action.action.verb(),
-                        action.action.target(),
-                        lines(&plan)
-                    );
-                }
-            }
-            options.failed_revisions.extend(unfit_revisions(&plan, |id| {
-                matches!(outcomes.get(id), Some(SimOutcome::Failed(_)))
-            }));
+            options
+                .failed_revisions
+                .extend(check_failures(&plan, &outcomes)?);
             sim.settle();
             check_availability(&sim.state, g.replicas, down, g.max_unavailable)
                 .map_err(TestCaseError::fail)?;

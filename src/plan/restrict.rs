@@ -10,13 +10,14 @@ use crate::desired::ResourceKey;
 /// The plan without the actions of resources for which `keep` is false, nor any action that
 /// (transitively) comes after one of those. Ids are renumbered; order is preserved.
 pub fn restrict(plan: &Plan, keep: impl Fn(&ResourceKey) -> bool) -> Plan {
-    let mut out = rebuild(plan, |a| keep(&a.resource));
+    let mut out = restrict_actions(plan, |a| keep(&a.resource));
     out.blocked = plan.blocked.clone();
     out
 }
 
-/// The actions `keep` selects whose prerequisites were all kept, renumbered, order preserved.
-fn rebuild(plan: &Plan, keep: impl Fn(&PlannedAction) -> bool) -> Plan {
+/// The actions `keep` selects whose prerequisites were all kept, renumbered, order preserved;
+/// no blocked entries (the caller picks those it keeps).
+pub fn restrict_actions(plan: &Plan, keep: impl Fn(&PlannedAction) -> bool) -> Plan {
     let mut new_id: BTreeMap<usize, usize> = BTreeMap::new();
     let mut out = Plan::default();
     for action in &plan.actions {
@@ -79,7 +80,7 @@ pub fn independent_groups(plan: &Plan) -> Vec<Plan> {
         .enumerate()
         .map(|(i, actions)| {
             let members: BTreeSet<usize> = actions.iter().map(|a| a.id).collect();
-            let mut group = rebuild(plan, |a| members.contains(&a.id));
+            let mut group = restrict_actions(plan, |a| members.contains(&a.id));
             if i == 0 {
                 group.blocked = plan.blocked.clone();
             }
