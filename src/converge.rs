@@ -231,10 +231,7 @@ fn blocked_by_failures(plan: &Plan, outcomes: &[ActionReport]) -> Vec<Blocked> {
         }
         blocked.push(Blocked {
             resource: r.resource.clone(),
-            message: format!(
-                "{} {} ({}) failed: {error}",
-                failed.verb, failed.target, failed.resource
-            ),
+            message: format!("{} failed: {error}", failed.resource),
         });
     }
     blocked

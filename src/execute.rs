@@ -52,7 +52,8 @@ impl ErrorKind {
 pub struct ActionError {
     /// Category.
     pub kind: ErrorKind,
-    /// What happened and, where possible, what to do.
+    /// What happened and, where possible, what to do. It names the call and its target
+    /// (`pull <reference>: ...`), so reports print it as it is.
     pub message: String,
 }
 

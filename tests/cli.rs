@@ -459,6 +459,39 @@ async fn prune_only_when_asked_and_never_after_bad_input() {
 }
 
 #[tokio::test]
+async fn a_failed_pull_is_reported_once() {
+    let owner = TestOwner::new("cli-pull");
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("pull");
+    // A port nothing listens on: the daemon's pull is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let reference = format!("127.0.0.1:{port}/dwtest/nowhere:v1");
+    write(
+        dir.path(),
+        "a.yaml",
+        &format!(
+            "apiVersion: dockwright.dev/v1alpha1\nkind: Container\nmetadata:\n  name: {name}\nspec:\n  image: {reference}\n"
+        ),
+    );
+    let out = apply(&owner, dir.path(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = format!(
+        "error: Container/default/{name}: pull {reference}: Get \"http://127.0.0.1:{port}/v2/\": \
+         dial tcp 127.0.0.1:{port}: connect: connection refused"
+    );
+    assert!(
+        stderr.lines().any(|l| l == line),
+        "want {line:?} in:\n{stderr}"
+    );
+    assert!(container_id(&name).is_none());
+}
+
+#[tokio::test]
 async fn bad_input_names_file_resource_and_field() {
     let owner = TestOwner::new("cli-bad");
     let dir = tempfile::tempdir().unwrap();

@@ -1701,15 +1701,24 @@ async fn pull_failures_are_classified() {
         &runner,
         "p",
         Action::PullImage {
-            reference,
+            reference: reference.clone(),
             auth: None,
         },
     )
     .await
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unauthorized, "{}", err.message);
+    assert_eq!(
+        err.message,
+        format!(
+            "pull {reference}: Head \"http://{}/v2/dwtest/locked/manifests/v1\": \
+             no basic auth credentials (the registry refused access: check the credentials for it)",
+            locked.host
+        )
+    );
 
-    let reference = format!("127.0.0.1:{}/dwtest/nowhere:v1", free_port());
+    let port = free_port();
+    let reference = format!("127.0.0.1:{port}/dwtest/nowhere:v1");
     let err = run(
         &runner,
         "p",
@@ -1721,14 +1730,12 @@ async fn pull_failures_are_classified() {
     .await
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Daemon, "{}", err.message);
-    assert!(
-        err.message.starts_with(&format!("pull {reference}: ")),
-        "{}",
-        err.message
-    );
-    assert!(
-        err.message.contains("connection refused"),
-        "the daemon's words are kept: {}",
-        err.message
+    // The call and its target once, then the daemon's own words.
+    assert_eq!(
+        err.message,
+        format!(
+            "pull {reference}: Get \"http://127.0.0.1:{port}/v2/\": \
+             dial tcp 127.0.0.1:{port}: connect: connection refused"
+        )
     );
 }

@@ -157,7 +157,7 @@ impl GroupVerdict {
             let message = match &r.outcome {
                 Outcome::Failed { .. } if rollout_await => continue,
                 Outcome::Skipped { .. } if verdict.unfit.contains_key(&r.resource) => continue,
-                Outcome::Failed { error } => format!("{} {}: {error}", r.verb, r.target),
+                Outcome::Failed { error } => error.to_string(),
                 Outcome::Skipped { .. } => {
                     format!("{} {}: a prerequisite failed", r.verb, r.target)
                 }
@@ -250,7 +250,7 @@ mod tests {
                 &plan,
                 broken,
                 Outcome::Failed {
-                    error: ActionError::new(ErrorKind::Daemon, "boom"),
+                    error: ActionError::new(ErrorKind::Daemon, "start db: boom"),
                 },
             ),
         ];

@@ -15,7 +15,8 @@ use crate::execute::{ActionError, ErrorKind};
 use crate::reference::Reference;
 
 /// Pulls `reference` (canonical form). `credentials` is sent as `X-Registry-Auth` when given;
-/// it never appears in errors or logs.
+/// it never appears in errors or logs. Errors read `pull <reference>: <why>`, complete as they
+/// are: reports print them without naming the action again.
 pub(crate) async fn pull(
     docker: &Docker,
     reference: &str,
@@ -23,7 +24,7 @@ pub(crate) async fn pull(
     progress: Option<&dyn PullProgress>,
 ) -> Result<(), ActionError> {
     let parsed = Reference::parse(reference)
-        .map_err(|e| ActionError::new(ErrorKind::NotFound, e.to_string()))?;
+        .map_err(|e| ActionError::new(ErrorKind::NotFound, format!("pull {reference}: {e}")))?;
     let repository = parsed.repository();
     // A digest wins over a tag: `fromImage=repo&tag=sha256:...` pulls exactly that manifest.
     let tag = parsed

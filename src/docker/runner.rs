@@ -119,17 +119,19 @@ impl DockerRunner {
         &self.owner
     }
 
-    /// Registry credentials for `reference`, as bollard sends them. A credentials file that
-    /// cannot be read fails the action (its error names the file, never its content).
+    /// Registry credentials to `what` (`pull`, `push`) `reference`, as bollard sends them. A
+    /// credentials file that cannot be read fails the action (its error names the call and the
+    /// file, never its content).
     fn credentials_for(
         &self,
+        what: &str,
         reference: &str,
         auth: Option<&RegistryAuth>,
     ) -> Result<Option<bollard::auth::DockerCredentials>, ActionError> {
         self.credentials
             .for_reference(reference, auth)
             .map(|c| c.map(|c| c.to_docker()))
-            .map_err(|e| ActionError::new(ErrorKind::Io, e.to_string()))
+            .map_err(|e| ActionError::new(ErrorKind::Io, format!("{what} {reference}: {e}")))
     }
 
     /// Pulls and records the pull for the resource it served.
@@ -139,7 +141,7 @@ impl DockerRunner {
         reference: &str,
         auth: Option<&RegistryAuth>,
     ) -> Result<(), ActionError> {
-        let credentials = self.credentials_for(reference, auth)?;
+        let credentials = self.credentials_for("pull", reference, auth)?;
         pull::pull(
             &self.docker,
             reference,
@@ -382,7 +384,9 @@ impl ActionRunner for DockerRunner {
                 let credentials = self
                     .credentials
                     .for_build(spec.auth.as_ref())
-                    .map_err(|e| ActionError::new(ErrorKind::Io, e.to_string()))?;
+                    .map_err(|e| {
+                        ActionError::new(ErrorKind::Io, format!("build {}: {e}", spec.reference))
+                    })?;
                 build::build(
                     &self.docker,
                     spec,
@@ -396,7 +400,7 @@ impl ActionRunner for DockerRunner {
                 registry::tag(&self.docker, source, target).await
             }
             Action::PushImage { reference, auth } => {
-                let credentials = self.credentials_for(reference, auth.as_ref())?;
+                let credentials = self.credentials_for("push", reference, auth.as_ref())?;
                 registry::push(&self.docker, reference, credentials).await
             }
             Action::RemoveImage { id, references } => self.remove_image(id, references).await,

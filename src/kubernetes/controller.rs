@@ -283,28 +283,24 @@ impl Context {
         reports
     }
 
-    /// One event per action outcome: reason = the action verb, note = target and outcome.
+    /// One event per action outcome: reason = the action verb, note = target and outcome
+    /// (for a failure, the error, which names both).
     async fn action_events<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
         reports: &[ActionReport],
     ) {
         for r in reports {
-            let (type_, outcome) = match &r.outcome {
-                Outcome::Succeeded => (EventType::Normal, "done".to_string()),
+            let (type_, note) = match &r.outcome {
+                Outcome::Succeeded => (EventType::Normal, format!("{} {}: done", r.verb, r.target)),
                 Outcome::Failed { error } => (EventType::Warning, format!("failed: {error}")),
-                Outcome::Skipped { .. } => {
-                    (EventType::Warning, "skipped: a prerequisite failed".into())
-                }
+                Outcome::Skipped { .. } => (
+                    EventType::Warning,
+                    format!("{} {}: skipped: a prerequisite failed", r.verb, r.target),
+                ),
                 Outcome::Deferred => continue,
             };
-            self.event(
-                obj,
-                type_,
-                &pascal(r.verb),
-                format!("{} {}: {outcome}", r.verb, r.target),
-            )
-            .await;
+            self.event(obj, type_, &pascal(r.verb), note).await;
         }
     }
 }
@@ -346,13 +342,11 @@ fn key_of<K: Resource>(kind: Kind, obj: &K) -> Result<ResourceKey, Error> {
     Ok(ResourceKey::new(kind, ns, name))
 }
 
-/// The first failure among `reports`, as the error the reconcile returns.
+/// The first failure among `reports`, as the error the reconcile returns (its message names
+/// the call and its target).
 fn first_failure(reports: &[ActionReport]) -> Option<ActionError> {
     reports.iter().find_map(|r| match &r.outcome {
-        Outcome::Failed { error } => Some(ActionError::new(
-            error.kind,
-            format!("{} {}: {}", r.verb, r.target, error.message),
-        )),
+        Outcome::Failed { error } => Some(error.clone()),
         _ => None,
     })
 }

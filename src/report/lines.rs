@@ -144,15 +144,58 @@ pub fn summary_text(reports: &[ActionReport], blocked: &[crate::plan::Blocked]) 
     out.push('\n');
     for report in failed {
         if let Outcome::Failed { error } = &report.outcome {
-            let _ = writeln!(
-                out,
-                "error: {}: {} {}: {}",
-                report.resource, report.verb, report.target, error
-            );
+            // The error names its call and target already ("pull <reference>: ...").
+            let _ = writeln!(out, "error: {}: {error}", report.resource);
         }
     }
     for b in blocked {
         let _ = writeln!(out, "error: {}: {}", b.resource, b.message);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::desired::{Kind, ResourceKey};
+    use crate::execute::{ActionError, ErrorKind};
+    use crate::plan::Blocked;
+
+    #[test]
+    fn summary_names_each_failure_once() {
+        let web = ResourceKey::new(Kind::Container, "default", "web");
+        let reference = "127.0.0.1:1/a:v1";
+        let failed = ActionReport {
+            id: 0,
+            resource: web.clone(),
+            verb: "pull",
+            target: reference.into(),
+            outcome: Outcome::Failed {
+                error: ActionError::new(
+                    ErrorKind::Daemon,
+                    format!("pull {reference}: connection refused"),
+                ),
+            },
+            elapsed: Duration::ZERO,
+        };
+        let skipped = ActionReport {
+            id: 1,
+            verb: "create",
+            target: "web".into(),
+            outcome: Outcome::Skipped { blocked_by: 0 },
+            ..failed.clone()
+        };
+        let blocked = Blocked {
+            resource: ResourceKey::new(Kind::Container, "default", "api"),
+            message: "waits for web".into(),
+        };
+        assert_eq!(
+            summary_text(&[failed, skipped], &[blocked]),
+            "0 action(s) done, 1 failed, 1 not run, 1 resource(s) blocked\n\
+             error: Container/default/web: pull 127.0.0.1:1/a:v1: connection refused\n\
+             error: Container/default/api: waits for web\n"
+        );
+    }
 }
