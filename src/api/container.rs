@@ -32,6 +32,7 @@ pub struct ContainerSpec {
     /// Pull policy for a plain image reference (an `Image` resource carries its own).
     /// Defaults as kubelet does: `Always` for `:latest` or an untagged reference, else `IfNotPresent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = super::crd::field_description)]
     pub image_pull_policy: Option<PullPolicy>,
     /// Number of identical containers. One replica is named after the resource, more are `name-<i>` (0-based).
     #[serde(default = "default_replicas")]
@@ -390,6 +391,7 @@ pub struct RolloutStrategy {
     /// one still runs. `StopFirst` (the default, and the only choice, with a `hostPort`, which
     /// two containers cannot bind at once): the old one stops first.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = super::crd::field_description)]
     pub type_: Option<RolloutStrategyType>,
     /// How many replicas are replaced at the same time (default 1); with `StopFirst` also how
     /// many may be down at once.

@@ -5,6 +5,24 @@ use kube::CustomResourceExt;
 
 use super::{Container, Image};
 
+/// Field-level schema transform for an optional enum field (`#[schemars(transform =
+/// field_description)]`): keeps the field's doc comment as its description. kube hoists the
+/// enum's inlined schema out of `anyOf: [<enum>, null]` over the field's own keys, so the enum
+/// type's description would otherwise replace the field's.
+pub(crate) fn field_description(schema: &mut schemars::Schema) {
+    let Some(variants) = schema
+        .get_mut("anyOf")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return;
+    };
+    for variant in variants {
+        if let Some(variant) = variant.as_object_mut() {
+            variant.remove("description");
+        }
+    }
+}
+
 /// Every CRD dockwright serves, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
     vec![Image::crd(), Container::crd()]
