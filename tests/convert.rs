@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use dockwright::api::{
-    Container, ContainerSpec, Dependency, DependencyCondition, EnvVar, HealthCheck, PortSpec,
-    Protocol, PullPolicy, ResourceLimits, Resources, RestartPolicy, VolumeMount, VolumeType,
+    Capabilities, Container, ContainerSpec, Dependency, DependencyCondition, DeviceMapping, EnvVar,
+    HealthCheck, PortSpec, Protocol, PullPolicy, ResourceLimits, Resources, RestartPolicy,
+    RolloutStrategy, RolloutStrategyType, VolumeMount, VolumeType,
 };
 use dockwright::convert::{convert_with, Conversion, ConvertError, ConvertOptions, Warning};
 
@@ -538,9 +539,7 @@ fn unsupported_keys_are_warned_one_per_service_and_key() {
             "configs",
             "services.cache.container_name",
             "networks.front.driver",
-            "services.api.privileged",
-            "services.api.cap_add",
-            "services.api.devices",
+            "services.api.security_opt",
             "services.api.secrets",
             "services.api.configs",
             "services.api.profiles",
@@ -551,12 +550,13 @@ fn unsupported_keys_are_warned_one_per_service_and_key() {
             "services.api.build.cache_from",
             "services.api.build",
             "services.api.deploy.placement",
-            "services.api.deploy.update_config",
             "services.api.deploy.resources.reservations",
             "services.api.deploy.mode",
             "services.api.networks.back",
             "services.api.deploy.restart_policy.delay",
             "services.api.restart",
+            "services.api.ipc",
+            "services.api.deploy.update_config.delay",
             "services.api.healthcheck.start_interval",
             "services.api.healthcheck.interval",
             "services.api.deploy.resources.limits.pids",
@@ -608,6 +608,10 @@ fn unsupported_keys_are_warned_one_per_service_and_key() {
             },
         }),
         depends_on: vec![dep("cache", DependencyCondition::Started)],
+        strategy: Some(RolloutStrategy {
+            max_unavailable: Some(1),
+            ..RolloutStrategy::default()
+        }),
         ..ContainerSpec::default()
     };
     assert_eq!(*spec_of(&all, "api"), api);
@@ -790,6 +794,169 @@ fn replicas_and_host_ports() {
     load_documents(&c).expect("valid");
 }
 
+fn device(host: &str, container: Option<&str>, permissions: Option<&str>) -> DeviceMapping {
+    DeviceMapping {
+        host_path: host.into(),
+        container_path: container.map(Into::into),
+        permissions: permissions.map(Into::into),
+    }
+}
+
+#[test]
+fn security_fields_map_to_the_container() {
+    let c = convert_service(
+        r#"image: busybox:1
+privileged: true
+cap_add: [NET_ADMIN, CAP_SYS_TIME]
+cap_drop: [MKNOD]
+devices:
+  - /dev/fuse
+  - /dev/sda:/dev/xvda:r
+  - /dev/net/tun:rwm
+  - /dev/snd:/dev/snd
+  - source: /dev/kvm
+    permissions: rw
+  - nvidia.com/gpu=all
+pid: host
+ipc: host"#,
+    )
+    .unwrap();
+    let spec = only_spec(&c);
+    assert!(
+        spec.privileged && spec.host_pid && spec.host_ipc,
+        "{spec:?}"
+    );
+    assert_eq!(
+        spec.capabilities,
+        Some(Capabilities {
+            add: strings(&["NET_ADMIN", "CAP_SYS_TIME"]),
+            drop: strings(&["MKNOD"]),
+        })
+    );
+    assert_eq!(
+        spec.devices,
+        [
+            device("/dev/fuse", None, None),
+            device("/dev/sda", Some("/dev/xvda"), Some("r")),
+            device("/dev/net/tun", None, Some("rwm")),
+            device("/dev/snd", None, None),
+            device("/dev/kvm", None, Some("rw")),
+        ]
+    );
+    assert_eq!(
+        warnings(&c),
+        ["services.svc.devices[5]: \"nvidia.com/gpu=all\" is not a host device path (a CDI device name?): dockwright maps device files only; dropped"]
+    );
+    // Valid manifests; whether they may run is the agent policy's call.
+    let desired = load_documents(&c).expect("valid");
+    let config = &desired.containers.values().next().unwrap().config;
+    assert!(config.privileged && config.host_pid && config.host_ipc);
+    assert_eq!(
+        (&config.cap_add, &config.cap_drop),
+        (&strings(&["NET_ADMIN", "SYS_TIME"]), &strings(&["MKNOD"]))
+    );
+    let devices: Vec<(&str, &str, &str)> = config
+        .devices
+        .iter()
+        .map(|d| {
+            (
+                d.host_path.as_str(),
+                d.container_path.as_str(),
+                d.permissions.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        devices,
+        [
+            ("/dev/fuse", "/dev/fuse", "rwm"),
+            ("/dev/sda", "/dev/xvda", "r"),
+            ("/dev/net/tun", "/dev/net/tun", "rwm"),
+            ("/dev/snd", "/dev/snd", "rwm"),
+            ("/dev/kvm", "/dev/kvm", "rw"),
+        ]
+    );
+
+    // Only the host's namespaces have a field.
+    let c = convert_service("image: busybox:1\npid: \"service:db\"\nipc: shareable").unwrap();
+    let spec = only_spec(&c);
+    assert!(!spec.host_pid && !spec.host_ipc);
+    assert_eq!(
+        warnings(&c),
+        [
+            "services.svc.pid: \"service:db\" is not supported: dockwright can share only the host's PID namespace (hostPID); the container gets the daemon's default; dropped",
+            "services.svc.ipc: \"shareable\" is not supported: dockwright can share only the host's IPC namespace (hostIPC); the container gets the daemon's default; dropped",
+        ]
+    );
+
+    // Nothing declared, nothing written.
+    let spec = only_spec(&convert_service("image: busybox:1").unwrap());
+    assert!(!spec.privileged && !spec.host_pid && !spec.host_ipc);
+    assert_eq!((spec.capabilities, spec.devices), (None, Vec::new()));
+}
+
+#[test]
+fn update_config_becomes_the_strategy() {
+    let strategy = |type_, max_unavailable| RolloutStrategy {
+        type_,
+        max_unavailable,
+        health_timeout_seconds: None,
+    };
+    let cases = [
+        ("{}", None),
+        ("{parallelism: 2}", Some(strategy(None, Some(2)))),
+        ("{parallelism: 0}", Some(strategy(None, Some(3)))),
+        (
+            "{order: start-first}",
+            Some(strategy(Some(RolloutStrategyType::StartFirst), None)),
+        ),
+        (
+            "{order: stop-first, parallelism: 1, failure_action: rollback}",
+            Some(strategy(Some(RolloutStrategyType::StopFirst), Some(1))),
+        ),
+    ];
+    for (update, want) in cases {
+        let c = convert_service(&format!(
+            "image: busybox:1\ndeploy: {{replicas: 3, update_config: {update}}}"
+        ))
+        .unwrap();
+        assert_eq!(only_spec(&c).strategy, want, "{update}");
+        assert_eq!(warnings(&c), Vec::<String>::new(), "{update}");
+        load_documents(&c).expect("valid");
+    }
+
+    // What dockwright does otherwise is said, field by field.
+    let c = convert_service(
+        "image: busybox:1\ndeploy:\n  update_config: {parallelism: 1, delay: 10s, failure_action: pause, monitor: 30s, max_failure_ratio: 0.2}",
+    )
+    .unwrap();
+    assert_eq!(only_spec(&c).strategy, Some(strategy(None, Some(1))));
+    assert_eq!(
+        warnings(&c),
+        [
+            "services.svc.deploy.update_config.delay: not supported by dockwright; dropped",
+            "services.svc.deploy.update_config.max_failure_ratio: not supported by dockwright; dropped",
+            "services.svc.deploy.update_config.failure_action: \"pause\" is not supported: dockwright rolls back a new replica that does not become healthy (as rollback)",
+            "services.svc.deploy.update_config.monitor: not converted: dockwright waits for a new replica with a healthcheck to become healthy (spec.strategy.healthTimeoutSeconds, default 300s) instead of watching it for a fixed time; dropped",
+        ]
+    );
+
+    // start-first cannot hold with a host port: both containers would bind it.
+    let c = convert_service(
+        "image: busybox:1\nports: [\"8080:80\"]\ndeploy: {update_config: {order: start-first}}",
+    )
+    .unwrap();
+    assert_eq!(
+        only_spec(&c).strategy,
+        Some(strategy(Some(RolloutStrategyType::StopFirst), None))
+    );
+    assert_eq!(
+        warnings(&c),
+        ["services.svc.deploy.update_config.order: start-first cannot be kept: the new container could not bind host port 8080 while the old one holds it; converted to StopFirst"]
+    );
+    load_documents(&c).expect("valid");
+}
+
 #[test]
 fn healthcheck_forms() {
     let cases = [
@@ -953,6 +1120,10 @@ fn invalid_compose_names_the_field() {
         ("image: busybox:1\ndeploy: {replicas: many}", "services.svc.deploy.replicas: invalid value: string \"many\", expected an integer"),
         ("command: [\"true\"]", "services.svc.image: missing: a service needs an image or a build"),
         ("image: busybox:1\npull_policy: sometimes", "services.svc.pull_policy: unknown pull policy \"sometimes\"; expected always, never, missing, if_not_present or build"),
+        ("image: busybox:1\ndevices: [\"/dev/a:/dev/b:r:x\"]", "services.svc.devices[0]: \"/dev/a:/dev/b:r:x\" is not HOST[:CONTAINER][:PERMISSIONS]"),
+        ("image: busybox:1\ndevices: [{target: /dev/b}]", "services.svc.devices[0]: source is required"),
+        ("image: busybox:1\ndeploy: {update_config: {order: random}}", "services.svc.deploy.update_config.order: unknown order \"random\"; expected stop-first or start-first"),
+        ("image: busybox:1\ndeploy: {update_config: {failure_action: retry}}", "services.svc.deploy.update_config.failure_action: unknown failure action \"retry\"; expected continue, rollback or pause"),
     ];
     for (body, want) in cases {
         let err = convert_service(body).expect_err(body).to_string();

@@ -178,9 +178,73 @@ pub struct Service {
     /// Time between SIGTERM and SIGKILL.
     #[serde(default)]
     pub stop_grace_period: Option<String>,
+    /// Run privileged.
+    #[serde(default)]
+    pub privileged: Option<bool>,
+    /// Capabilities to add.
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    /// Capabilities to drop.
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// Host devices.
+    #[serde(default)]
+    pub devices: Vec<Device>,
+    /// PID namespace: `host`, `service:x`, `container:x`.
+    #[serde(default)]
+    pub pid: Option<String>,
+    /// IPC namespace: `host`, `private`, `shareable`, `service:x`, `container:x`.
+    #[serde(default)]
+    pub ipc: Option<String>,
     /// Everything else.
     #[serde(flatten)]
     pub other: Other,
+}
+
+/// A `devices` entry: `HOST[:CONTAINER][:PERMISSIONS]`, a CDI name, or the long form.
+#[derive(Debug)]
+pub enum Device {
+    /// The short form as written.
+    Short(String),
+    /// The long form.
+    Long(DeviceLong),
+}
+
+/// The long form of a `devices` entry.
+#[derive(Debug, Default, Deserialize)]
+pub struct DeviceLong {
+    /// Path on the host.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Path in the container (default: the host path).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// cgroup permissions (`rwm`).
+    #[serde(default)]
+    pub permissions: Option<String>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+impl<'de> Deserialize<'de> for Device {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Device;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a device as HOST[:CONTAINER][:PERMISSIONS] or a mapping with source, target, permissions")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Device, E> {
+                Ok(Device::Short(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Device, A::Error> {
+                DeviceLong::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(Device::Long)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `build: ./dir` or the long form.
@@ -647,7 +711,30 @@ pub struct Deploy {
     /// Restart policy (wins over the service's `restart`).
     #[serde(default)]
     pub restart_policy: Option<DeployRestart>,
-    /// Everything else (`placement`, `update_config`, `labels`, ...).
+    /// How replicas are updated.
+    #[serde(default)]
+    pub update_config: Option<UpdateConfig>,
+    /// Everything else (`placement`, `rollback_config`, `labels`, ...).
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+/// `deploy.update_config`.
+#[derive(Debug, Default, Deserialize)]
+pub struct UpdateConfig {
+    /// Containers updated at a time (0: all at once).
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    /// `stop-first` or `start-first`.
+    #[serde(default)]
+    pub order: Option<String>,
+    /// `continue`, `rollback` or `pause`.
+    #[serde(default)]
+    pub failure_action: Option<String>,
+    /// How long each updated container is watched for a failure.
+    #[serde(default)]
+    pub monitor: Option<String>,
+    /// Everything else (`delay`, `max_failure_ratio`).
     #[serde(flatten)]
     pub other: Other,
 }

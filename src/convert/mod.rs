@@ -18,6 +18,8 @@ mod interpolate;
 mod mounts;
 mod node;
 mod ports;
+mod rollout;
+mod security;
 mod shell;
 mod to_manifests;
 mod units;

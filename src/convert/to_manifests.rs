@@ -19,6 +19,9 @@
 //! - An anonymous volume becomes the named volume `<project>_<resource>_<target path>`, so its
 //!   data survives a recreate as under Compose (warned: all replicas share it).
 //! - Bind-mount sources are written as absolute paths (the output directory is not known here).
+//! - `privileged`, `cap_add`, `cap_drop`, `devices`, `pid: host` and `ipc: host` are written
+//!   as they are ([`security`](super::security)); the agent's policy refuses them unless it
+//!   allows each. `deploy.update_config` becomes `strategy` ([`rollout`](super::rollout)).
 //! - `build` cannot be converted until `Image` resources build (issue 3): a warning gives the
 //!   `docker build` command, and the container runs `image:` (else Compose v2's default name
 //!   `<project>-<service>`) with `imagePullPolicy: Never`.
@@ -33,6 +36,8 @@ use super::compose::{
 use super::dotenv::parse_env_file;
 use super::mounts::{resolve_host_path, tmpfs_mount, volume, MountCx};
 use super::ports::{expose, port};
+use super::rollout::strategy;
+use super::security::security;
 use super::units::{cpu_quantity, parse_duration, size_quantity};
 use super::warnings::Warnings;
 use super::{shell, ConvertError};
@@ -338,6 +343,14 @@ fn convert_service(
         }
     }
     let (restart_policy, max_restarts) = restart(sc, s, w)?;
+    let security = security(sc, s, w)?;
+    let strategy = strategy(
+        sc,
+        s.deploy.as_ref().and_then(|d| d.update_config.as_ref()),
+        replicas,
+        ports.iter().find_map(|p| p.host_port),
+        w,
+    )?;
     let spec = ContainerSpec {
         image,
         image_pull_policy: Some(image_pull_policy),
@@ -363,6 +376,12 @@ fn convert_service(
             .as_deref()
             .map(|d| seconds(sc, "stop_grace_period", d, w))
             .transpose()?,
+        privileged: security.privileged,
+        host_pid: security.host_pid,
+        host_ipc: security.host_ipc,
+        capabilities: security.capabilities,
+        devices: security.devices,
+        strategy,
         ..ContainerSpec::default()
     };
     Ok(Container::new(&sc.resource, spec))

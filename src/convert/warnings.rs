@@ -8,7 +8,7 @@ use std::fmt;
 pub struct Warning {
     /// The Compose service it concerns (`None` for top-level fields).
     pub service: Option<String>,
-    /// Dotted path in the Compose file, e.g. `services.web.cap_add`.
+    /// Dotted path in the Compose file, e.g. `services.web.security_opt`.
     pub field: String,
     /// What happened and, where possible, what to do.
     pub message: String,
@@ -71,9 +71,6 @@ fn hint(key: &str) -> Option<&'static str> {
         }
         "secrets" | "configs" => {
             "not converted; put the file in the container with the Container's spec.files"
-        }
-        "privileged" | "cap_add" | "cap_drop" | "devices" | "pid" | "ipc" => {
-            "not converted: write spec.privileged, capabilities, devices, hostPID or hostIPC on the Container by hand (refused unless the agent's policy allows it); dropped"
         }
         "security_opt" | "userns_mode" | "sysctls" | "ulimits" => {
             "not supported by dockwright (no kernel settings); dropped"
