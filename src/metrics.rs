@@ -648,6 +648,7 @@ mod tests {
         m.count_docker_event(&DaemonEvent::Image {
             id: "sha256:1".into(),
             action: "delete".into(),
+            reference: None,
         });
         m.count_docker_event(&DaemonEvent::Connected);
         m.count_drift_correction("stopped");

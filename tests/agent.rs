@@ -1183,3 +1183,102 @@ async fn sigterm_exits_zero_and_leaves_containers_running() {
     }
     assert_eq!(after, before, "containers left running as they were");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Image events on a shared daemon
+// ---------------------------------------------------------------------------------------------
+
+/// Removes the image references a test made, on drop.
+struct UntagOnDrop(Vec<String>);
+
+impl Drop for UntagOnDrop {
+    fn drop(&mut self) {
+        for reference in &self.0 {
+            let _ = std::process::Command::new("docker")
+                .args(["rmi", reference])
+                .output();
+        }
+    }
+}
+
+/// Waits until the agent's daemon request counter has not moved for a second; returns it.
+async fn quiet_requests(agent: &Agent) -> f64 {
+    let mut last = agent.metric("dockwright_docker_requests_total");
+    let mut since = Instant::now();
+    let deadline = Instant::now() + CONVERGE;
+    while since.elapsed() < Duration::from_secs(1) {
+        assert!(Instant::now() < deadline, "the agent never went quiet");
+        tokio::time::sleep(POLL).await;
+        let now = agent.metric("dockwright_docker_requests_total");
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+    last
+}
+
+#[tokio::test]
+async fn foreign_image_tags_cost_no_daemon_calls_and_declared_ones_do() {
+    ensure_test_image().await;
+    let docker = common::docker().await;
+    let owner = TestOwner::new("agent-tags");
+    // An image of its own (a fresh ID): other tests' untags of the shared test image's ID
+    // rightly wake an agent that runs it, and must not disturb this one.
+    let declared = format!("{}:1", unique("dwtest-ag-tags"));
+    let foreign = format!("{}:1", unique("dwtest-ag-foreign"));
+    let _cleanup = UntagOnDrop(vec![declared.clone(), foreign.clone()]);
+    let mut build = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", &declared, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    build
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("FROM {TEST_IMAGE}\nLABEL test={declared}\n").as_bytes())
+        .unwrap();
+    assert!(build.wait().unwrap().success(), "docker build {declared}");
+
+    let dir = tempdir();
+    let name = unique("ag-tags");
+    let manifest = container(&name, "").replace(TEST_IMAGE, &declared);
+    write(dir.path(), "a.yaml", &manifest);
+    let (agent, _) =
+        start_converged(&docker, &owner, dir.path(), &[], None, &[name.as_str()]).await;
+    let image_events = |agent: &Agent| {
+        let (_, text) = agent.get("/metrics");
+        text.lines()
+            .filter(|l| l.starts_with("dockwright_docker_events_total{") && l.contains("image"))
+            .filter(|l| l.contains("\"tag\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+
+    // A tag of a name nothing declares: the agent sees the event and makes no call.
+    let before = quiet_requests(&agent).await;
+    let tags = image_events(&agent);
+    docker_cli(&["tag", &declared, &foreign]);
+    agent
+        .eventually("the foreign tag event seen", async || {
+            (image_events(&agent) > tags).then_some(())
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        agent.metric("dockwright_docker_requests_total"),
+        before,
+        "a foreign tag cost daemon calls:\n{}",
+        agent.log_text()
+    );
+
+    // A tag of the declared reference may move it: that is a pass.
+    docker_cli(&["tag", &declared, &declared]);
+    agent
+        .eventually(
+            "a pass after the declared reference was tagged",
+            async || (agent.metric("dockwright_docker_requests_total") > before).then_some(()),
+        )
+        .await;
+}

@@ -226,7 +226,7 @@ impl Loop {
     fn on_event(&mut self, event: &DaemonEvent) -> bool {
         self.metrics.count_docker_event(event);
         if !self.image_interest.wants(event) {
-            if let DaemonEvent::Image { id, action } = event {
+            if let DaemonEvent::Image { id, action, .. } = event {
                 tracing::debug!(%id, %action, "image event ignored: not an image of ours");
             }
             return false;
@@ -247,7 +247,7 @@ impl Loop {
             } => {
                 tracing::debug!(resource = ?resource.as_ref().map(ToString::to_string), %action, "container event");
             }
-            DaemonEvent::Image { id, action } => tracing::debug!(%id, %action, "image event"),
+            DaemonEvent::Image { id, action, .. } => tracing::debug!(%id, %action, "image event"),
         }
         true
     }

@@ -1,10 +1,13 @@
 //! Which Docker events need a pass. Container events arrive already filtered to this owner;
 //! image events cannot be (the daemon filters them by the image's labels, and most images
-//! carry none of ours), so on a shared daemon every foreign `docker rmi` used to cost a pass:
-//! three list calls for nothing. The deletion or untag of an image that no managed container
-//! runs, no declared reference resolves to and dockwright did not make or pull cannot change
-//! the plan, so it waits for the next real trigger. Tags, pulls, loads and imports may make a
-//! declared reference point elsewhere: they always count. Pure; owned by the agent loop.
+//! carry none of ours), so on a shared daemon — a CI host running `docker build -t` all day —
+//! every foreign image event would cost a pass: three list calls for nothing. Only these count:
+//! - the deletion or untag of an image that a managed container runs, a declared reference
+//!   resolves to, or dockwright made or pulled (an untag names no reference, only the ID);
+//! - a tag or pull of a declared reference (it may now point elsewhere);
+//! - loads and imports (they name no reference we could check).
+//!
+//! Before the first pass nothing is known and everything counts. Pure; owned by the agent loop.
 
 use std::collections::BTreeSet;
 
@@ -12,10 +15,14 @@ use crate::desired::DesiredState;
 use crate::docker::DaemonEvent;
 use crate::observed::ObservedState;
 
-/// The image IDs whose deletion or untag matters, as of the last pass.
+/// The image IDs and references whose changes matter, as of the last pass.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct ImageInterest {
+    /// False until the first pass: then every event counts.
+    known: bool,
     ids: BTreeSet<String>,
+    /// Declared references, canonical.
+    references: BTreeSet<String>,
 }
 
 impl ImageInterest {
@@ -28,7 +35,9 @@ impl ImageInterest {
             .values()
             .flat_map(|i| std::iter::once(&i.reference).chain(&i.tags))
             .chain(desired.containers.values().map(|c| &c.image.reference));
+        let references: BTreeSet<String> = references.cloned().collect();
         let ids = references
+            .iter()
             .filter_map(|r| images.resolve(r).map(str::to_string))
             .chain(observed.containers.iter().map(|c| c.image_id.clone()))
             .chain(
@@ -41,15 +50,32 @@ impl ImageInterest {
             .chain(images.records.iter().map(|r| r.id.clone()))
             .map(|id| bare(&id).to_string())
             .collect();
-        Self { ids }
+        Self {
+            known: true,
+            ids,
+            references,
+        }
     }
 
     /// Whether `event` may change what the next pass plans.
     pub(super) fn wants(&self, event: &DaemonEvent) -> bool {
-        match event {
-            DaemonEvent::Image { id, action } if action == "delete" || action == "untag" => {
-                self.ids.contains(bare(id))
-            }
+        let DaemonEvent::Image {
+            id,
+            action,
+            reference,
+        } = event
+        else {
+            return true;
+        };
+        if !self.known {
+            return true;
+        }
+        match (action.as_str(), reference) {
+            ("delete" | "untag", _) => self.ids.contains(bare(id)),
+            ("tag" | "pull", Some(reference)) => match crate::reference::canonicalize(reference) {
+                Ok(canonical) => self.references.contains(&canonical),
+                Err(_) => true,
+            },
             _ => true,
         }
     }
@@ -135,6 +161,15 @@ spec:
         DaemonEvent::Image {
             id: id.into(),
             action: action.into(),
+            reference: None,
+        }
+    }
+
+    fn named(action: &str, reference: &str) -> DaemonEvent {
+        DaemonEvent::Image {
+            id: "sha256:whatever".into(),
+            action: action.into(),
+            reference: Some(reference.into()),
         }
     }
 
@@ -158,9 +193,36 @@ spec:
     }
 
     #[test]
-    fn tags_pulls_and_container_events_always_count() {
+    fn tags_and_pulls_count_only_for_declared_references() {
         let interest = ImageInterest::of(&desired(), &observed(), "me");
-        for action in ["tag", "pull", "load", "import"] {
+        for action in ["tag", "pull"] {
+            // Familiar or canonical, any declared reference or extra tag.
+            for ours in [
+                "example.com/team/web:1",
+                "example.com/team/tool:2",
+                "example.com/team/tool:latest",
+            ] {
+                assert!(interest.wants(&named(action, ours)), "{action} {ours}");
+            }
+            for foreign in ["example.com/team/web:2", "busybox", "127.0.0.1:5000/x/y:1"] {
+                assert!(
+                    !interest.wants(&named(action, foreign)),
+                    "{action} {foreign}"
+                );
+            }
+            // No reference (or none we can read): it counts.
+            assert!(interest.wants(&event(action, "sha256:foreign")), "{action}");
+            assert!(
+                interest.wants(&named(action, "Not A Reference")),
+                "{action}"
+            );
+        }
+    }
+
+    #[test]
+    fn loads_imports_and_container_events_always_count() {
+        let interest = ImageInterest::of(&desired(), &observed(), "me");
+        for action in ["load", "import"] {
             assert!(interest.wants(&event(action, "sha256:foreign")), "{action}");
         }
         assert!(interest.wants(&DaemonEvent::Connected));
@@ -170,6 +232,8 @@ spec:
             action: "die".into(),
         }));
         // Before the first pass nothing is known: everything counts.
-        assert!(ImageInterest::default().wants(&event("tag", "sha256:foreign")));
+        let unknown = ImageInterest::default();
+        assert!(unknown.wants(&named("tag", "busybox")));
+        assert!(unknown.wants(&event("delete", "sha256:foreign")));
     }
 }

@@ -32,6 +32,9 @@ pub enum DaemonEvent {
         id: String,
         /// Docker's action.
         action: String,
+        /// The reference a `tag` gave or a `pull` fetched (the daemon names no reference
+        /// for the others: an `untag` names the image ID).
+        reference: Option<String>,
     },
     /// The stream (re)connected: anything may have happened while it was down.
     Connected,
@@ -158,7 +161,16 @@ fn relevant(message: &bollard::models::EventMessage, owner: &str) -> Option<Daem
             })
         }
         EventMessageTypeEnum::IMAGE if IMAGE_ACTIONS.contains(&base) => {
-            Some(DaemonEvent::Image { id, action })
+            let reference = match base {
+                "tag" => attributes.and_then(|a| a.get("name")).cloned(),
+                "pull" => Some(id.clone()),
+                _ => None,
+            };
+            Some(DaemonEvent::Image {
+                id,
+                action,
+                reference,
+            })
         }
         _ => None,
     }
@@ -233,6 +245,29 @@ mod tests {
             "me"
         )
         .is_none());
+    }
+
+    #[test]
+    fn image_events_carry_the_reference_a_tag_gave_or_a_pull_fetched() {
+        // As Docker 20.10 reports them: a tag names the new reference, a pull's actor is the
+        // reference, an untag names only the image ID.
+        let image = |action: &str, attrs: &[(&str, &str)]| match relevant(
+            &message(EventMessageTypeEnum::IMAGE, action, attrs),
+            "me",
+        ) {
+            Some(DaemonEvent::Image { reference, .. }) => reference,
+            other => panic!("{action}: {other:?}"),
+        };
+        assert_eq!(
+            image("tag", &[("name", "127.0.0.1:5000/team/web:1")]).as_deref(),
+            Some("127.0.0.1:5000/team/web:1")
+        );
+        assert_eq!(
+            image("pull", &[("name", "127.0.0.1:5000/team/web")]).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(image("untag", &[("name", "sha256:abc")]), None);
+        assert_eq!(image("delete", &[]), None);
     }
 
     #[test]
