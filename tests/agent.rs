@@ -1221,12 +1221,13 @@ async fn quiet_requests(agent: &Agent) -> f64 {
 async fn foreign_image_tags_cost_no_daemon_calls_and_declared_ones_do() {
     ensure_test_image().await;
     let docker = common::docker().await;
-    let owner = TestOwner::new("agent-tags");
     // An image of its own (a fresh ID): other tests' untags of the shared test image's ID
     // rightly wake an agent that runs it, and must not disturb this one.
     let declared = format!("{}:1", unique("dwtest-ag-tags"));
     let foreign = format!("{}:1", unique("dwtest-ag-foreign"));
-    let _cleanup = UntagOnDrop(vec![declared.clone(), foreign.clone()]);
+    // Dropped after the owner's containers are gone (declared first, dropped last).
+    let _cleanup = UntagOnDrop(vec![foreign.clone(), declared.clone()]);
+    let owner = TestOwner::new("agent-tags");
     let mut build = std::process::Command::new("docker")
         .args(["build", "-q", "-t", &declared, "-"])
         .stdin(Stdio::piped())

@@ -114,8 +114,20 @@ async fn remove_owned(filter: String) -> Vec<String> {
     {
         Ok(list) => {
             for id in list.into_iter().filter_map(|n| n.id) {
-                if let Err(e) = docker.remove_network(&id).await {
-                    problems.push(format!("network {id}: {e}"));
+                // A container removed a moment ago may still hold its endpoint.
+                let mut attempt = 0;
+                loop {
+                    match docker.remove_network(&id).await {
+                        Ok(()) => break,
+                        Err(_) if attempt < 10 => {
+                            attempt += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        }
+                        Err(e) => {
+                            problems.push(format!("network {id}: {e}"));
+                            break;
+                        }
+                    }
                 }
             }
         }
