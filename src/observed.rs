@@ -170,6 +170,16 @@ impl ObservedImage {
         })
     }
 
+    /// The digest (`sha256:...`) the image carries in `repository`, if any: what it was
+    /// pulled as or pushed as there.
+    pub fn digest_in(&self, repository: &str) -> Option<&str> {
+        self.digests.iter().find_map(|d| {
+            d.split_once('@')
+                .filter(|(repo, _)| *repo == repository)
+                .map(|(_, digest)| digest)
+        })
+    }
+
     /// True when the image has any digest in `repository` (it was pulled from or pushed to it).
     pub fn has_any_digest_in(&self, repository: &str) -> bool {
         self.digests.iter().any(|d| {
