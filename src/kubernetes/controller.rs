@@ -1144,6 +1144,22 @@ pub async fn run(
     Ok(())
 }
 
+/// [`Store::wait_until_ready`], asked again every 100 ms. The ready signal of a kube 5 store
+/// wakes only the task that polled it last (one oneshot receiver, one waker slot), and the
+/// `Controller` waits on the same store: a single wait here would never be woken.
+async fn store_ready<K>(store: &Store<K>) -> Result<(), reflector::store::WriterDropped>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    loop {
+        let wait = store.wait_until_ready();
+        if let Ok(result) = tokio::time::timeout(Duration::from_millis(100), wait).await {
+            return result;
+        }
+    }
+}
+
 /// Waits for the first full pass: both stores listed, then every listed object (that still
 /// exists) reconciled once. The stores are filled by the controllers' streams, so this must
 /// run beside them, never before them.
@@ -1152,7 +1168,7 @@ async fn first_pass(
     containers: &Store<ContainerObject>,
     images: &Store<ImageObject>,
 ) {
-    let (c, i) = futures::join!(containers.wait_until_ready(), images.wait_until_ready());
+    let (c, i) = futures::join!(store_ready(containers), store_ready(images));
     if c.is_err() || i.is_err() {
         return; // the streams ended: shutting down
     }
