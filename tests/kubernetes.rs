@@ -1131,6 +1131,106 @@ async fn a_rollout_that_never_becomes_healthy_is_rolled_back_and_held_back() {
     assert_eq!(f.containers().await.len(), 1);
 }
 
+/// `docker` CLI, asserting success; stdout trimmed.
+fn docker_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run the docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The digest `reference`'s local image carries in `repository` (`sha256:...`).
+fn local_digest(reference: &str, repository: &str) -> Option<String> {
+    let digests = docker_cli(&["image", "inspect", "-f", "{{json .RepoDigests}}", reference]);
+    let digests: Vec<String> = serde_json::from_str(&digests).unwrap();
+    digests.iter().find_map(|d| {
+        d.strip_prefix(&format!("{repository}@"))
+            .map(str::to_string)
+    })
+}
+
+#[tokio::test]
+async fn an_image_with_update_interval_follows_its_moving_tag_and_shows_the_digest() {
+    if std::env::var_os("DOCKWRIGHT_TEST_REGISTRY").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but DOCKWRIGHT_TEST_REGISTRY is not: run scripts/start-registries.sh"
+        );
+        eprintln!("SKIPPED: no test registry (run scripts/start-registries.sh and source $DOCKWRIGHT_TEST_STATE/env)");
+        return;
+    }
+    let reg = common::registry();
+    common::require_registry(&reg);
+    let mut f = fixture("k8s-moving", &[]).await;
+    let repository = format!("{reg}/dwtest/{}", common::unique("k8s-moving"));
+    let reference = format!("{repository}:stable");
+    let v2_tag = format!("dwtest/{}:v2", common::unique("k8s-moving"));
+    struct Remove(Vec<String>);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            for r in &self.0 {
+                let _ = std::process::Command::new("docker")
+                    .args(["rmi", "-f", r])
+                    .output();
+            }
+        }
+    }
+    let _cleanup = Remove(vec![reference.clone(), v2_tag.clone()]);
+    docker_cli(&["tag", TEST_IMAGE, &reference]);
+    docker_cli(&["push", &reference]);
+    let v1 = docker_cli(&["image", "inspect", "-f", "{{.Id}}", &reference]);
+    let d1 = local_digest(&reference, &repository).expect("pushed: a digest in the repository");
+
+    let name = common::unique("kw-moving");
+    let mut i = image(&name, &reference, 1);
+    i.spec.update_interval = Some("1s".into());
+    let task = f.reconcile_image(&i);
+    let seen = f.api.next().await;
+    let entry = assert_status_patch_of(&seen, &image_path(&name), "Image");
+    let mut i = i.clone();
+    i.status = Some(serde_json::from_value(seen.body["status"].clone()).unwrap());
+    seen.respond(200, &serde_json::to_value(&i).unwrap());
+    task.await.unwrap().unwrap();
+    assert_eq!(entry["imageId"], v1.as_str(), "{entry}");
+    assert_eq!(entry["digest"], d1.as_str(), "{entry}");
+    assert_eq!(condition(&entry, "Ready")["status"], "True");
+
+    // The tag moves in the registry (v2: other content); locally it still names v1.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {TEST_IMAGE}\nRUN echo two > /version\n"),
+    )
+    .unwrap();
+    docker_cli(&["build", "-q", "-t", &v2_tag, dir.path().to_str().unwrap()]);
+    let v2 = docker_cli(&["image", "inspect", "-f", "{{.Id}}", &v2_tag]);
+    docker_cli(&["tag", &v2_tag, &reference]);
+    docker_cli(&["push", &reference]);
+    docker_cli(&["tag", TEST_IMAGE, &reference]);
+    let d2 = local_digest(&v2_tag, &repository).expect("pushed v2");
+    assert_ne!(d1, d2);
+
+    // Once its interval is over, the next reconcile checks the registry and pulls.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let task = f.reconcile_image(&i);
+    let (events, seen) = f.api.events_then().await;
+    let entry = assert_status_patch_of(&seen, &image_path(&name), "Image");
+    seen.respond(200, &serde_json::to_value(&i).unwrap());
+    task.await.unwrap().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["reason"], "Pull");
+    assert_eq!(events[0]["type"], "Normal");
+    assert_eq!(entry["imageId"], v2.as_str(), "{entry}");
+    assert_eq!(entry["digest"], d2.as_str(), "{entry}");
+    assert_eq!(condition(&entry, "Ready")["status"], "True");
+}
+
 /// `run` wires the real `Controller`s: the node is read, both kinds are listed, and each
 /// listed object reaches its reconcile (the `Container`'s finalizer patch, the `Image`'s
 /// status entry). Readiness waits for both reconciles: not ready while the finalizer patch
