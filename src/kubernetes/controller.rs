@@ -483,7 +483,7 @@ pub(super) fn key_of<K: Resource>(kind: Kind, obj: &K) -> Result<ResourceKey, Er
 }
 
 /// The first failure among `reports`, as the error the reconcile returns.
-pub(super) fn first_failure(reports: &[ActionReport]) -> Option<ActionError> {
+fn first_failure(reports: &[ActionReport]) -> Option<ActionError> {
     reports.iter().find_map(|r| match &r.outcome {
         Outcome::Failed { error } => Some(ActionError::new(
             error.kind,
