@@ -1,8 +1,8 @@
 //! One reconcile pass, shared by every front end: observe → plan → execute, repeated while
 //! the plan holds creates deferred behind an image pull, or a rollout did not become healthy
-//! and is to be rolled back (at most a few rounds). The agent and
-//! the Kubernetes controller call the same function; `apply`, `diff` and `delete` are thin
-//! wrappers in `main.rs`.
+//! and is to be rolled back (at most a few rounds). `apply`, `diff` and `delete` are thin
+//! wrappers in `main.rs`; the Kubernetes controller runs the same rounds on a plan narrowed
+//! to one object (`kubernetes::controller`).
 
 use std::collections::BTreeSet;
 

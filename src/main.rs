@@ -565,6 +565,12 @@ where
     if let Some(c) = args.concurrency {
         options.concurrency = c;
     }
+    // Pulls are recorded (for `dockwright prune` on the node) only where the operator gave
+    // the pod a state directory: the pod's own filesystem is read-only or lost on restart.
+    options.image_records = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .and_then(|_| default_state_dir(&options.owner))
+        .map(|dir| Arc::new(ImageRecords::new(dir)));
     let ready = move || state.set_ready();
     dockwright::kubernetes::run(
         client,

@@ -137,8 +137,8 @@ impl ObservedContainer {
             state: Some(self.state.as_str().to_string()),
             health: self.health.map(|h| h.as_str().to_string()),
             exit_code: self.exit_code.filter(|_| self.state == RunState::Exited),
-            // The list call the observation is made of does not carry it; an inspect per
-            // replica per reconcile would cost more than it tells.
+            // The list call the observation is made of does not carry it; the Kubernetes
+            // status fills it from cached inspects (`crate::docker::RestartCounts`).
             restart_count: None,
         }
     }
@@ -199,6 +199,16 @@ impl ObservedImage {
         self.digests.iter().any(|d| {
             d.split_once('@')
                 .is_some_and(|(repo, dg)| repo == repository && dg == digest)
+        })
+    }
+
+    /// The digest (`sha256:...`) the image carries in `repository`, if any: what it was
+    /// pulled as or pushed as there.
+    pub fn digest_in(&self, repository: &str) -> Option<&str> {
+        self.digests.iter().find_map(|d| {
+            d.split_once('@')
+                .filter(|(repo, _)| *repo == repository)
+                .map(|(_, digest)| digest)
         })
     }
 

@@ -14,11 +14,15 @@ use std::time::Duration;
 
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
 use common::{ensure_test_image, TestOwner, TEST_IMAGE};
-use dockwright::api::{Container, ContainerSpec, EnvVar, LocalObjectReference, PullPolicy};
-use dockwright::docker::Docker;
+use dockwright::api::{
+    Container, ContainerSpec, EnvVar, HealthCheck, Image, ImageSpec, LocalObjectReference,
+    PullPolicy, RolloutStrategy,
+};
+use dockwright::docker::{DaemonEvent, Docker};
 use dockwright::kubernetes::controller::{
     load_node, reconcile_container, ContainerObject, Context, ControllerOptions, ImageObject,
 };
+use dockwright::kubernetes::image::reconcile_image;
 use dockwright::kubernetes::NodeInfo;
 use http::{Request, Response};
 use kube::client::Body;
@@ -129,6 +133,37 @@ impl ApiServerVerifier {
         events
     }
 
+    /// Answers event POSTs until `task` ends (any other request fails the test); returns the
+    /// events' bodies and the task's result.
+    async fn events_until<T>(&mut self, task: tokio::task::JoinHandle<T>) -> (Vec<Value>, T) {
+        let mut events = Vec::new();
+        let mut task = std::pin::pin!(task);
+        loop {
+            tokio::select! {
+                result = &mut task => return (events, result.unwrap()),
+                next = tokio::time::timeout(STEP, self.0.next_request()) => {
+                    let (request, reply) = next
+                        .expect("the reconcile neither ended nor sent a request in time")
+                        .expect("client dropped");
+                    let uri = request.uri().to_string();
+                    assert!(
+                        uri.starts_with("/apis/events.k8s.io/v1/"),
+                        "unexpected request {} {uri}",
+                        request.method()
+                    );
+                    let bytes = request.into_body().collect_bytes().await.unwrap();
+                    events.push(serde_json::from_slice(&bytes).unwrap());
+                    reply.send_response(
+                        Response::builder()
+                            .status(201)
+                            .body(Body::from(bytes.to_vec()))
+                            .unwrap(),
+                    );
+                }
+            }
+        }
+    }
+
     /// Asserts that nothing is sent for a moment.
     async fn nothing_sent(&mut self) {
         if let Ok(Some((request, _))) =
@@ -144,7 +179,7 @@ struct Fixture {
     ctx: Arc<Context>,
     api: ApiServerVerifier,
     containers: Writer<ContainerObject>,
-    _images: Writer<ImageObject>,
+    images: Writer<ImageObject>,
     owner: TestOwner,
     docker: bollard::Docker,
 }
@@ -182,7 +217,7 @@ async fn fixture_with(
         ctx,
         api: ApiServerVerifier(handle),
         containers: c_writer,
-        _images: i_writer,
+        images: i_writer,
         owner,
         docker: common::docker().await,
     }
@@ -200,6 +235,51 @@ impl Fixture {
         self.containers
             .apply_watcher_event(&watcher::Event::Apply(guard.clone()));
         tokio::spawn(reconcile_container(Arc::new(guard), Arc::clone(&self.ctx)))
+    }
+
+    /// Puts `i` in the store and reconciles it in the background.
+    fn reconcile_image(
+        &mut self,
+        i: &Image,
+    ) -> tokio::task::JoinHandle<
+        Result<kube::runtime::controller::Action, dockwright::kubernetes::Error>,
+    > {
+        let guard = DeserializeGuard(Ok(i.clone()));
+        self.images
+            .apply_watcher_event(&watcher::Event::Apply(guard.clone()));
+        tokio::spawn(reconcile_image(Arc::new(guard), Arc::clone(&self.ctx)))
+    }
+
+    /// Feeds this owner's Docker events to the context as the controller's events task does
+    /// (on a client of its own, so the context's request counts stay the reconciles'), and
+    /// hands each event on to the returned channel once the context has it. Returns once the
+    /// stream is connected.
+    async fn follow_events(&self) -> tokio::sync::mpsc::UnboundedReceiver<DaemonEvent> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        let events = Docker::connect().await.unwrap();
+        let owner = self.owner.name().to_string();
+        tokio::spawn(async move { events.follow_events(&owner, tx).await });
+        let ctx = Arc::clone(&self.ctx);
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                ctx.on_daemon_event(&event);
+                let _ = seen_tx.send(event);
+            }
+        });
+        let connected = tokio::time::timeout(STEP, seen_rx.recv()).await.unwrap();
+        assert_eq!(connected, Some(DaemonEvent::Connected));
+        seen_rx
+    }
+
+    /// Daemon requests of `operation` the context made so far.
+    fn requests(&self, operation: &str) -> u64 {
+        self.ctx
+            .docker
+            .request_counts()
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// This owner's containers on the daemon: name → (state, env).
@@ -271,11 +351,45 @@ fn path(name: &str) -> String {
     format!("/apis/dockwright.dev/v1alpha1/namespaces/default/containers/{name}")
 }
 
-/// Asserts the status PATCH: server-side apply, this node's field manager, forced, one entry.
+fn image(name: &str, reference: &str, generation: i64) -> Image {
+    let mut i = Image::new(
+        name,
+        ImageSpec {
+            reference: reference.into(),
+            ..Default::default()
+        },
+    );
+    i.metadata.namespace = Some("default".into());
+    i.metadata.uid = Some(format!("uid-{name}"));
+    i.metadata.generation = Some(generation);
+    i.metadata.resource_version = Some("1".into());
+    i
+}
+
+fn image_path(name: &str) -> String {
+    format!("/apis/dockwright.dev/v1alpha1/namespaces/default/images/{name}")
+}
+
+/// The container `name` as the daemon has it.
+async fn inspect(f: &Fixture, name: &str) -> bollard::models::ContainerInspectResponse {
+    f.docker
+        .inspect_container(name, None::<InspectContainerOptions>)
+        .await
+        .unwrap()
+}
+
+/// Asserts the status PATCH of a `Container`: server-side apply, this node's field manager,
+/// forced, one entry.
 fn assert_status_patch(seen: &Seen, name: &str) -> Value {
+    assert_status_patch_of(seen, &path(name), "Container")
+}
+
+/// Asserts the status PATCH of the object at `object_path` (of `kind`): server-side apply,
+/// this node's field manager, forced, nothing but this node's entry. Returns the entry.
+fn assert_status_patch_of(seen: &Seen, object_path: &str, kind: &str) -> Value {
     assert_eq!(seen.method, "PATCH");
     let (p, query) = seen.uri.split_once('?').unwrap();
-    assert_eq!(p, format!("{}/status", path(name)));
+    assert_eq!(p, format!("{object_path}/status"));
     let mut q: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     q.sort();
     assert_eq!(
@@ -285,13 +399,19 @@ fn assert_status_patch(seen: &Seen, name: &str) -> Value {
         seen.uri
     );
     assert_eq!(seen.body["apiVersion"], "dockwright.dev/v1alpha1");
-    assert_eq!(seen.body["kind"], "Container");
+    assert_eq!(seen.body["kind"], kind);
     let nodes = seen.body["status"]["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 1, "{}", seen.body);
     assert_eq!(
         seen.body.as_object().unwrap().len(),
         3,
         "only apiVersion, kind, status: {}",
+        seen.body
+    );
+    assert_eq!(
+        seen.body["status"].as_object().unwrap().len(),
+        1,
+        "only status.nodes: {}",
         seen.body
     );
     nodes[0].clone()
@@ -777,18 +897,357 @@ async fn a_malformed_object_reports_once_and_breaks_nothing() {
     assert!(f.containers().await.is_empty());
 }
 
-/// `run` wires the real `Controller`s: the node is read, both kinds are listed (readiness),
-/// and a listed object reaches its reconcile (the finalizer patch). Watches are left
-/// hanging, as an idle API server would.
 #[tokio::test]
-async fn run_lists_both_kinds_becomes_ready_and_reconciles() {
+async fn restart_count_follows_the_daemons_restarts_and_costs_nothing_when_nothing_happened() {
+    let mut f = fixture("k8s-restarts", &[]).await;
+    let mut events = f.follow_events().await;
+    let name = common::unique("kw-restarts");
+    let mut c = container(&name, 1);
+    // The first run exits after 3 s; the daemon's restart policy (`unless-stopped`) starts it
+    // again, and that run stays up.
+    c.spec.command = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "if [ -f /tmp/ran ]; then exec sleep 600; fi; touch /tmp/ran; sleep 3; exit 3".into(),
+    ]);
+    let c = add_finalizer(&mut f, &c).await;
+    let (_, entry, c) = converge(&mut f, &c).await;
+    assert_eq!(entry["replicas"][0]["state"], "running", "{entry}");
+    assert_eq!(entry["replicas"][0]["restartCount"], 0, "{entry}");
+    let id = entry["replicas"][0]["containerId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Two starts of the same container: ours, then the daemon's restart.
+    let mut starts = 0;
+    while starts < 2 {
+        let event = tokio::time::timeout(STEP, events.recv())
+            .await
+            .expect("the daemon restarted the container in time")
+            .unwrap();
+        if matches!(&event, DaemonEvent::Container { id: i, action, .. } if *i == id && action == "start")
+        {
+            starts += 1;
+        }
+    }
+    let daemon = inspect(&f, &name).await;
+    assert_eq!(daemon.restart_count, Some(1));
+    assert_eq!(daemon.id.as_deref(), Some(id.as_str()));
+
+    // Nothing to do on the daemon, but the entry changed: one inspect, one status patch.
+    let inspects = f.requests("container_inspect");
+    let task = f.reconcile(&c);
+    let seen = f.api.next().await;
+    let entry = assert_status_patch(&seen, &name);
+    let mut updated = c.clone();
+    updated.status = Some(serde_json::from_value(seen.body["status"].clone()).unwrap());
+    seen.respond(200, &to_json(&updated));
+    task.await.unwrap().unwrap();
+    assert_eq!(entry["replicas"][0]["restartCount"], 1, "{entry}");
+    assert_eq!(entry["replicas"][0]["containerId"], id.as_str());
+    assert_eq!(entry["replicas"][0]["state"], "running");
+    assert_eq!(condition(&entry, "Ready")["status"], "True");
+    assert_eq!(f.requests("container_inspect") - inspects, 1);
+
+    // Nothing happened since: no request to the API server, no inspect.
+    let inspects = f.requests("container_inspect");
+    let task = f.reconcile(&updated);
+    f.api.nothing_sent().await;
+    task.await.unwrap().unwrap();
+    assert_eq!(f.requests("container_inspect"), inspects);
+}
+
+#[tokio::test]
+async fn an_image_gets_this_nodes_status_entry_with_its_id() {
+    let mut f = fixture("k8s-image", &[]).await;
+    let name = common::unique("kw-image");
+    let i = image(&name, TEST_IMAGE, 3);
+    let task = f.reconcile_image(&i);
+    // Present already (IfNotPresent): no action, no event, just the entry.
+    let seen = f.api.next().await;
+    let entry = assert_status_patch_of(&seen, &image_path(&name), "Image");
+    let mut updated = i.clone();
+    updated.status = Some(serde_json::from_value(seen.body["status"].clone()).unwrap());
+    seen.respond(200, &serde_json::to_value(&updated).unwrap());
+    task.await.unwrap().unwrap();
+
+    let local = f.docker.inspect_image(TEST_IMAGE).await.unwrap();
+    // Built locally: it carries digests of test registries at most, none in its own repository.
+    let own_digest = local.repo_digests.unwrap_or_default().iter().find_map(|d| {
+        d.strip_prefix("dockwright-test/busybox@")
+            .map(str::to_string)
+    });
+    let mut keys: Vec<&str> = entry
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    let mut expected = vec!["conditions", "imageId", "node", "observedGeneration"];
+    if own_digest.is_some() {
+        expected.push("digest");
+        expected.sort();
+    }
+    assert_eq!(keys, expected, "{entry}");
+    assert_eq!(entry["node"], NODE);
+    assert_eq!(entry["observedGeneration"], 3);
+    assert_eq!(entry["imageId"], local.id.unwrap().as_str());
+    assert_eq!(
+        entry.get("digest").and_then(Value::as_str),
+        own_digest.as_deref()
+    );
+    let ready = condition(&entry, "Ready");
+    assert_eq!(ready["status"], "True");
+    assert_eq!(ready["reason"], "Present");
+    assert_eq!(ready["observedGeneration"], 3);
+    assert!(ready["lastTransitionTime"].as_str().is_some());
+    assert_eq!(condition(&entry, "Progressing")["status"], "False");
+    assert_eq!(condition(&entry, "Degraded")["status"], "False");
+
+    // Unchanged: nothing is sent again.
+    let task = f.reconcile_image(&updated);
+    f.api.nothing_sent().await;
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_pull_is_a_warning_and_a_degraded_image_entry_with_the_error() {
+    let mut f = fixture("k8s-image-fail", &[]).await;
+    let name = common::unique("kw-image-fail");
+    let reference = "127.0.0.1:1/dwtest/nowhere:1";
+    let i = image(&name, reference, 1);
+    let task = f.reconcile_image(&i);
+    let (events, seen) = f.api.events_then().await;
+    let entry = assert_status_patch_of(&seen, &image_path(&name), "Image");
+    seen.respond(200, &serde_json::to_value(&i).unwrap());
+    let result = task.await.unwrap();
+    assert!(
+        matches!(result, Err(dockwright::kubernetes::Error::Actions(_))),
+        "backs off: {result:?}"
+    );
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "Warning");
+    assert_eq!(events[0]["reason"], "Pull");
+    assert_eq!(events[0]["regarding"]["kind"], "Image");
+    assert_eq!(condition(&entry, "Ready")["status"], "False");
+    assert_eq!(condition(&entry, "Ready")["reason"], "NotPresent");
+    assert_eq!(condition(&entry, "Degraded")["status"], "True");
+    assert_eq!(condition(&entry, "Degraded")["reason"], "ActionFailed");
+    let error = entry["lastError"].as_str().unwrap();
+    assert!(error.starts_with(&format!("pull {reference}")), "{error}");
+    assert_eq!(condition(&entry, "Degraded")["message"], error);
+    assert!(entry.get("imageId").is_none(), "{entry}");
+}
+
+#[tokio::test]
+async fn a_rollout_that_never_becomes_healthy_is_rolled_back_and_held_back() {
+    let mut f = fixture_with("k8s-rollback", &[], |o| {
+        o.backoff = dockwright::agent::BackoffPolicy {
+            initial: Duration::from_secs(6),
+            max: Duration::from_secs(6),
+        }
+    })
+    .await;
+    let name = common::unique("kw-rollback");
+    let mut c = container(&name, 1);
+    c.spec.healthcheck = Some(HealthCheck {
+        shell: Some("true".into()),
+        interval_seconds: Some(1),
+        ..Default::default()
+    });
+    let c = add_finalizer(&mut f, &c).await;
+    let (_, _, mut c) = converge(&mut f, &c).await;
+    let old = inspect(&f, &name).await;
+    let old_id = old.id.clone().unwrap();
+    let old_revision = dockwright::plan::short_revision(
+        &old.config.unwrap().labels.unwrap()[dockwright::labels::SPEC_HASH],
+    )
+    .to_string();
+
+    c.spec.healthcheck = Some(HealthCheck {
+        shell: Some("exit 1".into()),
+        interval_seconds: Some(1),
+        retries: Some(1),
+        ..Default::default()
+    });
+    c.spec.strategy = Some(RolloutStrategy {
+        health_timeout_seconds: Some(3),
+        ..Default::default()
+    });
+    c.metadata.generation = Some(2);
+    // The new revision is tried, found unfit and rolled back within the one reconcile, which
+    // does not fail (the object does not back off: its revision does).
+    let (events, entry, c) = converge(&mut f, &c).await;
+    let reasons: Vec<&str> = events
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"Create"), "{reasons:?}");
+    assert!(
+        events.iter().any(|e| e["type"] == "Warning"),
+        "the failed await is reported: {events:?}"
+    );
+    assert_eq!(entry["observedGeneration"], 2);
+    let degraded = condition(&entry, "Degraded");
+    assert_eq!(degraded["status"], "True", "{entry}");
+    assert_eq!(degraded["reason"], "RolloutFailed");
+    let error = entry["lastError"].as_str().unwrap();
+    assert!(
+        error.contains("never became healthy; rolled back"),
+        "{error}"
+    );
+    assert!(error.contains("within 3s"), "{error}");
+    // The previous revision runs on, under its name.
+    assert_eq!(entry["replicas"].as_array().unwrap().len(), 1, "{entry}");
+    assert_eq!(entry["replicas"][0]["revision"], old_revision.as_str());
+    assert_eq!(entry["replicas"][0]["containerId"], old_id.as_str());
+    assert_eq!(f.containers().await.len(), 1);
+    let running = inspect(&f, &name).await;
+    assert_eq!(running.id.as_deref(), Some(old_id.as_str()));
+    assert_eq!(running.state.unwrap().running, Some(true));
+
+    // While the revision waits, a reconcile does not try it again: nothing is sent.
+    let task = f.reconcile(&c);
+    f.api.nothing_sent().await;
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        inspect(&f, &name).await.id.as_deref(),
+        Some(old_id.as_str())
+    );
+
+    // Once the wait is over, the rollout is tried again (and rolled back again).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let task = f.reconcile(&c);
+    let (events, result) = f.api.events_until(task).await;
+    result.unwrap();
+    let creates = events.iter().filter(|e| e["reason"] == "Create").count();
+    assert_eq!(creates, 1, "{events:?}");
+    assert_eq!(
+        inspect(&f, &name).await.id.as_deref(),
+        Some(old_id.as_str())
+    );
+    assert_eq!(f.containers().await.len(), 1);
+}
+
+/// `docker` CLI, asserting success; stdout trimmed.
+fn docker_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run the docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The digest `reference`'s local image carries in `repository` (`sha256:...`).
+fn local_digest(reference: &str, repository: &str) -> Option<String> {
+    let digests = docker_cli(&["image", "inspect", "-f", "{{json .RepoDigests}}", reference]);
+    let digests: Vec<String> = serde_json::from_str(&digests).unwrap();
+    digests.iter().find_map(|d| {
+        d.strip_prefix(&format!("{repository}@"))
+            .map(str::to_string)
+    })
+}
+
+#[tokio::test]
+async fn an_image_with_update_interval_follows_its_moving_tag_and_shows_the_digest() {
+    if std::env::var_os("DOCKWRIGHT_TEST_REGISTRY").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but DOCKWRIGHT_TEST_REGISTRY is not: run scripts/start-registries.sh"
+        );
+        eprintln!("SKIPPED: no test registry (run scripts/start-registries.sh and source $DOCKWRIGHT_TEST_STATE/env)");
+        return;
+    }
+    let reg = common::registry();
+    common::require_registry(&reg);
+    let mut f = fixture("k8s-moving", &[]).await;
+    let repository = format!("{reg}/dwtest/{}", common::unique("k8s-moving"));
+    let reference = format!("{repository}:stable");
+    let v2_tag = format!("dwtest/{}:v2", common::unique("k8s-moving"));
+    struct Remove(Vec<String>);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            for r in &self.0 {
+                let _ = std::process::Command::new("docker")
+                    .args(["rmi", "-f", r])
+                    .output();
+            }
+        }
+    }
+    let _cleanup = Remove(vec![reference.clone(), v2_tag.clone()]);
+    docker_cli(&["tag", TEST_IMAGE, &reference]);
+    docker_cli(&["push", &reference]);
+    let v1 = docker_cli(&["image", "inspect", "-f", "{{.Id}}", &reference]);
+    let d1 = local_digest(&reference, &repository).expect("pushed: a digest in the repository");
+
+    let name = common::unique("kw-moving");
+    let mut i = image(&name, &reference, 1);
+    i.spec.update_interval = Some("1s".into());
+    let task = f.reconcile_image(&i);
+    let seen = f.api.next().await;
+    let entry = assert_status_patch_of(&seen, &image_path(&name), "Image");
+    let mut i = i.clone();
+    i.status = Some(serde_json::from_value(seen.body["status"].clone()).unwrap());
+    seen.respond(200, &serde_json::to_value(&i).unwrap());
+    task.await.unwrap().unwrap();
+    assert_eq!(entry["imageId"], v1.as_str(), "{entry}");
+    assert_eq!(entry["digest"], d1.as_str(), "{entry}");
+    assert_eq!(condition(&entry, "Ready")["status"], "True");
+
+    // The tag moves in the registry (v2: other content); locally it still names v1.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {TEST_IMAGE}\nRUN echo two > /version\n"),
+    )
+    .unwrap();
+    docker_cli(&["build", "-q", "-t", &v2_tag, dir.path().to_str().unwrap()]);
+    let v2 = docker_cli(&["image", "inspect", "-f", "{{.Id}}", &v2_tag]);
+    docker_cli(&["tag", &v2_tag, &reference]);
+    docker_cli(&["push", &reference]);
+    docker_cli(&["tag", TEST_IMAGE, &reference]);
+    let d2 = local_digest(&v2_tag, &repository).expect("pushed v2");
+    assert_ne!(d1, d2);
+
+    // Once its interval is over, the next reconcile checks the registry and pulls.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let task = f.reconcile_image(&i);
+    let (events, seen) = f.api.events_then().await;
+    let entry = assert_status_patch_of(&seen, &image_path(&name), "Image");
+    seen.respond(200, &serde_json::to_value(&i).unwrap());
+    task.await.unwrap().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["reason"], "Pull");
+    assert_eq!(events[0]["type"], "Normal");
+    assert_eq!(entry["imageId"], v2.as_str(), "{entry}");
+    assert_eq!(entry["digest"], d2.as_str(), "{entry}");
+    assert_eq!(condition(&entry, "Ready")["status"], "True");
+}
+
+/// `run` wires the real `Controller`s: the node is read, both kinds are listed, and each
+/// listed object reaches its reconcile (the `Container`'s finalizer patch, the `Image`'s
+/// status entry). Readiness waits for both reconciles: not ready while the finalizer patch
+/// is unanswered, ready once it is. Watches are left hanging, as an idle API server would.
+#[tokio::test]
+async fn run_becomes_ready_only_after_every_listed_object_was_reconciled() {
     ensure_test_image().await;
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let owner = TestOwner::new("k8s-run");
     let name = common::unique("kw-run");
     let obj = to_json(&container(&name, 1));
-    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(String, String, Value)>();
+    let image_name = common::unique("kw-run-image");
+    let image_obj = serde_json::to_value(image(&image_name, TEST_IMAGE, 1)).unwrap();
+    // PATCHes go to the test, with their reply; everything else is answered here.
+    let (patch_tx, mut patches) = tokio::sync::mpsc::unbounded_channel::<Seen>();
+    let (list_obj, list_image) = (obj.clone(), image_obj.clone());
     let server = tokio::spawn(async move {
         let mut hanging = Vec::new();
         while let Some((request, reply)) = handle.next_request().await {
@@ -800,24 +1259,28 @@ async fn run_lists_both_kinds_becomes_ready_and_reconciles() {
             );
             let bytes = request.into_body().collect_bytes().await.unwrap();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let _ = seen_tx.send((method.clone(), format!("{path}?{query}"), body.clone()));
             let list = |kind: &str, items: Vec<Value>| json!({"apiVersion": "dockwright.dev/v1alpha1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items});
             let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE, "labels": {}}});
             let answer = if query.contains("watch=true") {
                 hanging.push(reply);
+                continue;
+            } else if method == "PATCH" {
+                let seen = Seen {
+                    method,
+                    uri: format!("{path}?{query}"),
+                    body,
+                    reply,
+                };
+                patch_tx.send(seen).unwrap();
                 continue;
             } else if path == "/api/v1/nodes/n1" {
                 node
             } else if path == "/api/v1/nodes" {
                 json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {"resourceVersion": "1"}, "items": [node]})
             } else if path == "/apis/dockwright.dev/v1alpha1/containers" {
-                list("ContainerList", vec![obj.clone()])
+                list("ContainerList", vec![list_obj.clone()])
             } else if path == "/apis/dockwright.dev/v1alpha1/images" {
-                list("ImageList", vec![])
-            } else if method == "PATCH" {
-                let mut o = obj.clone();
-                o["metadata"]["finalizers"] = json!([FINALIZER]);
-                o
+                list("ImageList", vec![list_image.clone()])
             } else {
                 body
             };
@@ -832,7 +1295,7 @@ async fn run_lists_both_kinds_becomes_ready_and_reconciles() {
     });
     let docker = Docker::connect().await.unwrap();
     let options = ControllerOptions::new(NODE, owner.name());
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, mut ready_rx) = tokio::sync::oneshot::channel::<()>();
     let ready_tx = std::sync::Mutex::new(Some(ready_tx));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = futures::FutureExt::shared(async move {
@@ -846,24 +1309,63 @@ async fn run_lists_both_kinds_becomes_ready_and_reconciles() {
     let agent = tokio::spawn(dockwright::kubernetes::run(
         client, docker, options, None, ready, shutdown,
     ));
-    tokio::time::timeout(STEP, ready_rx)
-        .await
-        .expect("ready in time")
-        .unwrap();
-    let finalizer_patch = tokio::time::timeout(STEP, async {
-        while let Some((method, uri, body)) = seen_rx.recv().await {
-            if method == "PATCH" && uri.starts_with(&path(&name)) {
-                return body;
-            }
+
+    // Both reconciles reach the API server; which comes first is the controllers' business.
+    let mut finalizer_patch = None;
+    let mut image_status = None;
+    while finalizer_patch.is_none() || image_status.is_none() {
+        let seen = tokio::time::timeout(STEP, patches.recv())
+            .await
+            .expect("both listed objects were reconciled in time")
+            .unwrap();
+        if seen
+            .uri
+            .starts_with(&format!("{}/status?", image_path(&image_name)))
+        {
+            image_status = Some(seen);
+        } else {
+            assert!(seen.uri.starts_with(&path(&name)), "{}", seen.uri);
+            finalizer_patch = Some(seen);
         }
-        panic!("server ended");
-    })
-    .await
-    .expect("the listed object was reconciled in time");
+    }
+    let image_status = image_status.unwrap();
+    let entry = assert_status_patch_of(&image_status, &image_path(&image_name), "Image");
+    assert_eq!(condition(&entry, "Ready")["status"], "True");
+    let mut with_status = image_obj.clone();
+    with_status["status"] = image_status.body["status"].clone();
+    image_status.respond(200, &with_status);
+    // The Container's reconcile has not finished: not ready.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        ready_rx.try_recv().is_err(),
+        "ready before every listed object was reconciled"
+    );
+    let finalizer_patch = finalizer_patch.unwrap();
     assert_eq!(
-        finalizer_patch[1],
+        finalizer_patch.body[1],
         json!({"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]})
     );
+    let mut finalized = obj.clone();
+    finalized["metadata"]["finalizers"] = json!([FINALIZER]);
+    finalizer_patch.respond(200, &finalized);
+    tokio::time::timeout(STEP, ready_rx)
+        .await
+        .expect("ready once both were reconciled")
+        .unwrap();
+
+    // Docker events (the stream's `Connected`) reconcile everything again, and this API
+    // server never sends the objects' updates: answer whatever comes until the end, so the
+    // graceful shutdown finds no reconcile stuck on an unanswered request.
+    tokio::spawn(async move {
+        while let Some(seen) = patches.recv().await {
+            let answer = if seen.uri.starts_with(&image_path(&image_name)) {
+                with_status.clone()
+            } else {
+                finalized.clone()
+            };
+            seen.respond(200, &answer);
+        }
+    });
     let _ = stop_tx.send(());
     tokio::time::timeout(STEP, agent)
         .await

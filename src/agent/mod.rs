@@ -28,7 +28,7 @@ use crate::server::AgentState;
 use crate::source::watch::DesiredSnapshot;
 pub use backoff::{BackoffPolicy, Backoffs};
 pub use client::{fetch_status, StatusError};
-pub use revisions::{RevisionBackoff, RevisionBackoffs};
+pub use revisions::{unfit_reason, GroupVerdict, RevisionBackoff, RevisionBackoffs};
 pub use status::{AgentStatus, ResourceStatus};
 
 /// Settings of the agent loop.
@@ -270,7 +270,7 @@ impl Loop {
             // A revision that never became healthy backs off on its own (the planner rolls it
             // back at once and keeps the previous revision while it waits).
             if let Some((revision, detail)) = done.verdict.unfit.get(key) {
-                let reason = revisions::unfit_reason(revision, detail);
+                let reason = unfit_reason(revision, detail);
                 if let Some(delay) = self.revisions.failed(key, revision, reason.clone(), now) {
                     tracing::warn!(resource = %key, error = %reason, retry_in = ?delay, "rollout failed; rolling back");
                     self.last_errors.insert(key.clone(), reason);
@@ -278,9 +278,9 @@ impl Loop {
             }
             match done.verdict.failures.get(key) {
                 Some(error) => {
-                    let delay = self.backoffs.failed(key, error.clone(), now);
+                    let delay = self.backoffs.failed(key, error.message.clone(), now);
                     tracing::warn!(resource = %key, %error, retry_in = ?delay, "reconcile failed; backing off");
-                    self.last_errors.insert(key.clone(), error.clone());
+                    self.last_errors.insert(key.clone(), error.message.clone());
                 }
                 None => {
                     self.backoffs.succeeded(key);
@@ -407,7 +407,7 @@ impl Loop {
                 let mut log = |r: &ActionReport| log_report(r);
                 let reports =
                     execute(&group, &runner, ExecuteOptions { concurrency }, &mut log).await;
-                let verdict = revisions::GroupVerdict::of(&group, &reports);
+                let verdict = GroupVerdict::of(&group, &reports);
                 let _ = tx.send(GroupDone {
                     resources,
                     reports,

@@ -3,14 +3,15 @@
 //! keeps the previous one ([`crate::plan::PlanOptions::failed_revisions`]) — the resource
 //! itself is not held back, so the rollback and any drift repair run — and once the wait is
 //! over the rollout is tried again; each new failure of the same revision doubles the wait.
-//! Owned by the agent loop.
+//! Owned by the agent loop in file mode and by the controller context in Kubernetes mode;
+//! both judge what their executions did with [`GroupVerdict`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::BackoffPolicy;
 use crate::desired::ResourceKey;
-use crate::execute::{ActionReport, Outcome};
+use crate::execute::{ActionError, ActionReport, ErrorKind, Outcome};
 use crate::plan::{short_revision, unfit_revisions, Action, Plan, Reason};
 
 /// The back-off of one resource's unfit revision.
@@ -120,16 +121,17 @@ impl RevisionBackoffs {
 /// A failed rollout await and the actions skipped behind it are the revision's failure, not
 /// the resource's: the resource must not back off, so its rollback runs in the next pass.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct GroupVerdict {
+pub struct GroupVerdict {
     /// Unfit revisions: resource → (spec hash, detail).
     pub unfit: BTreeMap<ResourceKey, (String, String)>,
-    /// Other failures: resource → message.
-    pub failures: BTreeMap<ResourceKey, String>,
+    /// Other failures: resource → the first one, its message naming the action and target
+    /// (`start web: ...`; an action skipped behind a failure counts as a daemon error).
+    pub failures: BTreeMap<ResourceKey, ActionError>,
 }
 
 impl GroupVerdict {
-    /// Judges `reports` of `group`.
-    pub(super) fn of(group: &Plan, reports: &[ActionReport]) -> Self {
+    /// Judges `reports` of `group` (the plan they were executed from).
+    pub fn of(group: &Plan, reports: &[ActionReport]) -> Self {
         let failed = |id: usize| {
             reports
                 .iter()
@@ -157,10 +159,12 @@ impl GroupVerdict {
             let message = match &r.outcome {
                 Outcome::Failed { .. } if rollout_await => continue,
                 Outcome::Skipped { .. } if verdict.unfit.contains_key(&r.resource) => continue,
-                Outcome::Failed { error } => error.to_string(),
-                Outcome::Skipped { .. } => {
-                    format!("{} {}: a prerequisite failed", r.verb, r.target)
-                }
+                // The runner's message already names the action and its target.
+                Outcome::Failed { error } => error.clone(),
+                Outcome::Skipped { .. } => ActionError::new(
+                    ErrorKind::Daemon,
+                    format!("{} {}: a prerequisite failed", r.verb, r.target),
+                ),
                 Outcome::Succeeded | Outcome::Deferred => continue,
             };
             verdict
@@ -173,7 +177,7 @@ impl GroupVerdict {
 }
 
 /// The back-off reason of an unfit revision, for status and logs.
-pub(super) fn unfit_reason(revision: &str, detail: &str) -> String {
+pub fn unfit_reason(revision: &str, detail: &str) -> String {
     format!(
         "revision {} never became healthy; rolled back ({detail})",
         short_revision(revision)
@@ -185,7 +189,6 @@ mod tests {
     use super::*;
     use crate::api::DependencyCondition;
     use crate::desired::Kind;
-    use crate::execute::{ActionError, ErrorKind};
 
     fn key() -> ResourceKey {
         ResourceKey::new(Kind::Container, "default", "web")
@@ -267,7 +270,7 @@ mod tests {
         );
         assert_eq!(
             verdict.failures,
-            BTreeMap::from([(db, "start db: boom".to_string())])
+            BTreeMap::from([(db, ActionError::new(ErrorKind::Daemon, "start db: boom"))])
         );
         assert_eq!(
             unfit_reason("sha256:0123456789abcdef", "late"),

@@ -19,6 +19,7 @@ mod observe;
 mod progress;
 mod pull;
 mod registry;
+mod restarts;
 mod runner;
 mod wait;
 
@@ -32,4 +33,5 @@ pub use logs::{LogOptions, LogSink};
 pub use observe::concurrency_for_cpus;
 pub use progress::{PullProgress, TerminalPullProgress};
 pub use registry::{check_updates, CheckFailure};
+pub use restarts::{RestartCounts, ToRead};
 pub use runner::{DockerRunner, DEFAULT_AWAIT_TIMEOUT, DEFAULT_POLL_INTERVAL};

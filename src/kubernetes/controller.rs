@@ -1,49 +1,65 @@
 //! The kube `Controller`s over `Container` and `Image` objects (all namespaces) and the
-//! reconcile of one object: desired state of every placed object (from the reflector stores;
-//! `dependsOn` needs the others) → observe → plan → narrow to this object and the image pulls
-//! it needs → execute → status, events and back-off. Deleted objects, and objects no longer
-//! placed on this node, have this node's containers removed before this node's finalizer goes.
+//! reconcile of one `Container`: desired state of every placed object (from the reflector
+//! stores; `dependsOn` needs the others) → observe → plan → narrow to this object and the
+//! image pulls it needs → execute → status, events and back-off. Deleted objects, and objects
+//! no longer placed on this node, have this node's containers removed before this node's
+//! finalizer goes. `Image` objects are reconciled in [`super::image`].
 //!
-//! Triggers: object changes (no generation predicate: finalizer and deletion changes must get
-//! through, see kube's `finalizer` docs), `Image` changes mapped to the `Container`s naming
-//! them, and `reconcile_all_on` fed by the Docker events stream and changes of this node's
-//! labels. Objects are wrapped in [`DeserializeGuard`], so one malformed object reaches its
-//! reconcile (its error goes to status) instead of breaking the watch.
+//! Triggers ([`super::triggers`]): object changes that bump the generation or change the
+//! finalizers (a status write does neither, so it does not reconcile its object again),
+//! `Image` spec changes mapped to the `Container`s naming them, and `reconcile_all_on` fed by
+//! the Docker events stream and changes of this node's labels. Objects are wrapped in
+//! [`DeserializeGuard`], so one malformed object reaches its reconcile (its error goes to
+//! status) instead of breaking the watch.
+//!
+//! Engine state shared with file mode, kept in the [`Context`]: per-object failure back-off
+//! ([`Backoffs`]), unfit rollout revisions ([`RevisionBackoffs`], fed to the planner as
+//! `failed_revisions`), registry digests of moving tags ([`UpdateTracker`]) and pulled-image
+//! records.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt::Debug;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as Finalize};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::desired::{self, ClusterDesired};
+use super::image::reconcile_image;
 use super::placement::{container_placed, NodeInfo};
+use super::readiness::FirstPass;
 use super::secrets;
 use super::status::{self, Progress};
+use super::triggers::{coalesced, object_changes, spec_changes};
 use super::{field_manager, finalizer_name, Error, FINALIZER_PREFIX};
 use crate::agent::backoff::{BackoffPolicy, Backoffs};
+use crate::agent::{unfit_reason, GroupVerdict, RevisionBackoffs};
 use crate::api::{Container, Image};
 use crate::credentials::Credentials;
-use crate::desired::{Kind, ResourceKey};
-use crate::docker::{DaemonEvent, Docker, DockerRunner};
-use crate::execute::{execute, ActionError, ActionReport, ErrorKind, ExecuteOptions, Outcome};
+use crate::desired::{DesiredState, Kind, ResourceKey};
+use crate::docker::{DaemonEvent, Docker, DockerRunner, RestartCounts};
+use crate::execute::{execute, ActionError, ActionReport, ExecuteOptions, Outcome};
+use crate::image_records::ImageRecords;
 use crate::metrics::Metrics;
 use crate::observed::ObservedState;
-use crate::plan::{self, Action as PlanAction, Plan, PlanOptions, PlannedAction};
+use crate::plan::{self, Action as PlanAction, Plan, PlanOptions, PlannedAction, Reason};
 use crate::policy::Gate;
+use crate::updates::UpdateTracker;
 
 /// A `Container` object as the controller holds it (malformed ones included).
 pub type ContainerObject = DeserializeGuard<Container>;
@@ -72,6 +88,9 @@ pub struct ControllerOptions {
     /// The operator's policy and the owner's key for sealing secret values, applied to the
     /// desired state exactly as in file mode.
     pub gate: Gate,
+    /// Where pulled images are recorded (so `dockwright prune` on the node can remove them
+    /// later), as in file mode; `None`: not recorded.
+    pub image_records: Option<Arc<ImageRecords>>,
 }
 
 impl ControllerOptions {
@@ -87,13 +106,16 @@ impl ControllerOptions {
             reconcile_concurrency: 4,
             max_rounds: 3,
             gate: Gate::default(),
+            image_records: None,
         }
     }
 }
 
 /// Everything a reconcile needs, shared by every reconcile of both controllers. The node info
-/// is written by the Node watch; the back-offs by reconciles and the error policy; the desired
-/// state cache is rebuilt by whichever reconcile first sees the stores changed.
+/// is written by the Node watch; the back-offs by reconciles and the error policy; the
+/// revision back-offs, restart counts and digest history by reconciles (the restart counts
+/// also by the Docker events stream); the desired state cache is rebuilt by whichever
+/// reconcile first sees the stores changed.
 pub struct Context {
     /// The API client.
     pub client: Client,
@@ -111,12 +133,22 @@ pub struct Context {
     pub recorder: Recorder,
     /// Per-object failure back-off.
     pub backoffs: Mutex<Backoffs>,
+    /// Rollout revisions found unfit, held back while they wait (the planner keeps the
+    /// previous revision meanwhile): the file agent's [`RevisionBackoffs`].
+    pub revisions: Mutex<RevisionBackoffs>,
+    /// Restart counts of this node's containers, for status (see [`RestartCounts`]).
+    pub restarts: Mutex<RestartCounts>,
+    /// The first full pass, for readiness.
+    pub first_pass: FirstPass,
     /// Metrics, when served.
     pub metrics: Option<Arc<Metrics>>,
     desired: Mutex<Option<(u64, Arc<ClusterDesired>)>>,
     /// Malformed objects already reported, by `(uid, generation)`: their status cannot be
     /// read back, so this is what keeps a Docker-event resync from re-sending the same error.
-    reported_invalid: Mutex<std::collections::HashSet<(String, Option<i64>)>>,
+    reported_invalid: Mutex<HashSet<(String, Option<i64>)>>,
+    /// Registry digests seen per moving tag (`updateInterval`, `minAge`); held across a
+    /// check so each tag is checked once per interval however many reconciles observe.
+    updates: tokio::sync::Mutex<UpdateTracker>,
 }
 
 impl Context {
@@ -137,6 +169,10 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             backoffs: Mutex::new(Backoffs::new(options.backoff)),
+            revisions: Mutex::new(RevisionBackoffs::new(options.backoff)),
+            restarts: Mutex::default(),
+            first_pass: FirstPass::default(),
+            updates: tokio::sync::Mutex::default(),
             client,
             docker,
             options,
@@ -223,28 +259,142 @@ impl Context {
             fetched.0.insert((namespace, name), data);
         }
         let built = Arc::new(desired::admit(built, &fetched, &self.options.gate));
+        // Back-offs of objects that are gone (deleted, no longer placed) are forgotten.
+        let state = &built.state;
+        lock(&self.backoffs).retain(|k| {
+            state.containers.contains_key(k)
+                || state.images.contains_key(k)
+                || built.held.contains_key(k)
+        });
+        lock(&self.revisions).retain(|k| state.containers.contains_key(k));
         *self.desired.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((fingerprint, Arc::clone(&built)));
         built
     }
 
-    fn plan_options(&self) -> PlanOptions {
+    /// The planner's options: no pruning (objects are removed one by one, through their
+    /// finalizers), and the revisions that wait after failing their rollout.
+    pub(super) fn plan_options(&self) -> PlanOptions {
         PlanOptions {
             owner: self.options.owner.clone(),
             prune: false,
-            ..PlanOptions::default()
+            failed_revisions: lock(&self.revisions).held(Instant::now()),
         }
     }
 
-    async fn observe(&self) -> Result<ObservedState, Error> {
+    /// A runner for this node's daemon (pulls recorded when records are kept).
+    pub(super) fn runner(&self) -> DockerRunner {
+        let runner = DockerRunner::new(self.docker.clone(), self.options.owner.clone());
+        match &self.options.image_records {
+            Some(records) => runner.with_image_records(Arc::clone(records)),
+            None => runner,
+        }
+    }
+
+    /// One observation (two list calls), with the registry digests of the moving tags whose
+    /// `updateInterval` is due checked first (as the file agent does before each pass).
+    pub(super) async fn observe(&self, desired: &DesiredState) -> Result<ObservedState, Error> {
+        let registry_digests = self.registry_digests(desired).await;
+        let mut observed = self.observe_daemon().await?;
+        observed.images.registry_digests = registry_digests;
+        Ok(observed)
+    }
+
+    /// One observation without digest checks (for removals).
+    async fn observe_daemon(&self) -> Result<ObservedState, Error> {
         self.docker
             .observe(&self.options.owner)
             .await
             .map_err(|e| Error::Docker(Box::new(e)))
     }
 
+    /// The due registry digests of `desired`'s images with an `updateInterval`: each tag is
+    /// checked at most once per interval (the tracker remembers across reconciles), and a
+    /// new digest is handed to the planner once it is older than `minAge`. Nothing is asked
+    /// when no image has an `updateInterval`.
+    async fn registry_digests(&self, desired: &DesiredState) -> BTreeMap<String, String> {
+        if desired.images.values().all(|i| i.update.is_none()) {
+            return BTreeMap::new();
+        }
+        let mut tracker = self.updates.lock().await;
+        let now = SystemTime::now();
+        let credentials = Credentials::docker_config(None);
+        let failures = crate::docker::check_updates(
+            &self.docker,
+            &credentials,
+            desired,
+            &mut tracker,
+            now,
+            false,
+        )
+        .await;
+        for failure in failures {
+            tracing::warn!(resource = %failure.resource, error = %failure.error, "registry digest check failed");
+        }
+        tracker.retain_declared(desired);
+        tracker.due_digests(desired, now)
+    }
+
+    /// Takes a Docker event in (the events stream calls this before it triggers the
+    /// reconciles): a container start makes its restart count stale.
+    pub fn on_daemon_event(&self, event: &DaemonEvent) {
+        lock(&self.restarts).on_event(event);
+    }
+
+    /// The restart counts of `key`'s containers in `observed`, by container ID: from the
+    /// cache, with one inspect per container whose count may have changed (see
+    /// [`RestartCounts`]). A count that cannot be read is left out (and tried again next
+    /// time); status then shows none for that replica.
+    async fn restart_counts(
+        &self,
+        observed: &ObservedState,
+        key: &ResourceKey,
+    ) -> BTreeMap<String, i64> {
+        let mine: Vec<_> = observed
+            .containers
+            .iter()
+            .filter(|c| c.resource.as_ref() == Some(key))
+            .collect();
+        let to_read = {
+            let mut cache = lock(&self.restarts);
+            let live: HashSet<&str> = observed.containers.iter().map(|c| c.id.as_str()).collect();
+            cache.retain(|id| live.contains(id));
+            cache.to_read(mine.iter().copied())
+        };
+        for read in to_read {
+            match self.docker.restart_count(&read.id).await {
+                Ok(Some(count)) => lock(&self.restarts).record(&read, count),
+                Ok(None) => {}
+                Err(error) => tracing::debug!(%error, "restart count not available"),
+            }
+        }
+        lock(&self.restarts).counts(mine)
+    }
+
+    /// Records the revisions `verdict` found unfit; true when one was found unfit just now
+    /// (its rollback is what the next plan does), false for none or one already waiting.
+    fn note_unfit(&self, verdict: &GroupVerdict) -> bool {
+        let now = Instant::now();
+        let mut revisions = lock(&self.revisions);
+        let mut fresh = false;
+        for (key, (revision, detail)) in &verdict.unfit {
+            let reason = unfit_reason(revision, detail);
+            if let Some(delay) = revisions.failed(key, revision, reason.clone(), now) {
+                tracing::warn!(resource = %key, error = %reason, retry_in = ?delay, "rollout failed; rolling back");
+                fresh = true;
+            }
+        }
+        fresh
+    }
+
+    /// True the first time a malformed object is seen at this generation.
+    pub(super) fn first_report_of_invalid<K: Resource>(&self, obj: &K) -> bool {
+        let seen = (obj.uid().unwrap_or_default(), obj.meta().generation);
+        lock(&self.reported_invalid).insert(seen)
+    }
+
     /// Publishes an event about `obj`; a failure is logged, never fatal.
-    async fn event<K: Resource<DynamicType = ()>>(
+    pub(super) async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
         type_: EventType,
@@ -265,7 +415,7 @@ impl Context {
 
     /// Runs `plan` for `obj`: counts the outcomes in the metrics and publishes one event per
     /// outcome about `obj`.
-    async fn run<K: Resource<DynamicType = ()>>(
+    pub(super) async fn run<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
         plan: &Plan,
@@ -328,11 +478,17 @@ fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
-fn now() -> String {
+/// Locks a mutex, going on with the data of a poisoned one (a panicked reconcile leaves
+/// nothing half-written in these maps that a later reconcile cannot overwrite).
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(super) fn now() -> String {
     Timestamp::now().to_string()
 }
 
-fn key_of<K: Resource>(kind: Kind, obj: &K) -> Result<ResourceKey, Error> {
+pub(super) fn key_of<K: Resource>(kind: Kind, obj: &K) -> Result<ResourceKey, Error> {
     let ns = obj
         .meta()
         .namespace
@@ -349,6 +505,43 @@ fn first_failure(reports: &[ActionReport]) -> Option<ActionError> {
         Outcome::Failed { error } => Some(error.clone()),
         _ => None,
     })
+}
+
+/// What is left to do for `key` in `plan`: the number of its actions (a pull planned only
+/// because the pull policy is `Always` does not count: it is planned every time) and why it
+/// is blocked, if it is.
+pub(super) fn work_left(plan: &Plan, key: &ResourceKey) -> (usize, Option<String>) {
+    (
+        plan.actions
+            .iter()
+            .filter(|a| &a.resource == key && a.reason != Reason::PullAlways)
+            .count(),
+        plan.blocked
+            .iter()
+            .find(|b| &b.resource == key)
+            .map(|b| b.message.clone()),
+    )
+}
+
+/// Server-side apply of `body` (one node entry, see [`status::apply_patch`]) to the status of
+/// `key`, as this node's field manager. `K` is the guarded kind, so a malformed object's
+/// answer is read too.
+pub(super) async fn patch_status<K>(
+    ctx: &Context,
+    key: &ResourceKey,
+    body: &serde_json::Value,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let pp = PatchParams::apply(&field_manager(&ctx.options.node_name)).force();
+    api.patch_status(&key.name, &pp, &Patch::Apply(body))
+        .await?;
+    Ok(())
 }
 
 /// Reads this agent's Node (one GET).
@@ -395,6 +588,7 @@ pub async fn reconcile_container(
     if let Some(m) = &ctx.metrics {
         m.observe_reconcile(started.elapsed(), result.is_ok());
     }
+    ctx.first_pass.reconciled(&key);
     result
 }
 
@@ -419,13 +613,7 @@ async fn reconcile_container_inner(
                 remove_finalizer(ctx, &key.namespace, &*obj, &fin).await?;
                 return Ok(Action::await_change());
             }
-            let seen = (obj.uid().unwrap_or_default(), obj.meta().generation);
-            if !ctx
-                .reported_invalid
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(seen)
-            {
+            if !ctx.first_report_of_invalid(&*obj) {
                 return Ok(Action::await_change());
             }
             let message = format!(
@@ -441,18 +629,12 @@ async fn reconcile_container_inner(
                 },
                 None,
                 &ObservedState::default(),
+                &BTreeMap::new(),
                 &Progress::Invalid(message.clone()),
                 prev,
                 &now(),
             );
-            let guarded: Api<ContainerObject> = Api::namespaced(ctx.client.clone(), &key.namespace);
-            let pp = PatchParams::apply(&field_manager(&node.name)).force();
-            guarded
-                .patch_status(
-                    &key.name,
-                    &pp,
-                    &Patch::Apply(status::apply_patch("Container", &entry)),
-                )
+            patch_status::<ContainerObject>(ctx, key, &status::apply_patch("Container", &entry))
                 .await?;
             ctx.event(&*obj, EventType::Warning, "InvalidSpec", message)
                 .await;
@@ -494,18 +676,9 @@ async fn reconcile_container_inner(
         remove_finalizer(ctx, &key.namespace, container, &fin).await?;
     }
     if status::previous_entry(container.status.as_ref(), &node.name).is_some() {
-        let pp = PatchParams::apply(&field_manager(&node.name)).force();
-        api.patch_status(
-            &key.name,
-            &pp,
-            &Patch::Apply(status::release_patch("Container")),
-        )
-        .await?;
+        patch_status::<ContainerObject>(ctx, key, &status::release_patch("Container")).await?;
     }
-    ctx.backoffs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .succeeded(key);
+    lock(&ctx.backoffs).succeeded(key);
     Ok(Action::await_change())
 }
 
@@ -516,18 +689,20 @@ async fn apply_container(
     key: &ResourceKey,
 ) -> Result<Action, Error> {
     let node = ctx.options.node_name.clone();
-    let generation = c.metadata.generation;
+    let subject = status::Subject {
+        node: &node,
+        key,
+        generation: c.metadata.generation,
+    };
     let previous = status::previous_entry(c.status.as_ref(), &node).cloned();
+    let no_restarts = BTreeMap::new();
     let desired = ctx.desired().await;
     if let Some(message) = desired.errors.get(key) {
         let entry = status::node_entry(
-            status::Subject {
-                node: &node,
-                key,
-                generation,
-            },
+            subject,
             None,
             &ObservedState::default(),
+            &no_restarts,
             &Progress::Invalid(message.clone()),
             previous.as_ref(),
             &now(),
@@ -542,13 +717,10 @@ async fn apply_container(
     }
     if let Some(message) = desired.held.get(key) {
         let entry = status::node_entry(
-            status::Subject {
-                node: &node,
-                key,
-                generation,
-            },
+            subject,
             None,
             &ObservedState::default(),
+            &no_restarts,
             &Progress::Failed("Held", message.clone()),
             previous.as_ref(),
             &now(),
@@ -564,7 +736,7 @@ async fn apply_container(
     let Some(d) = desired.state.containers.get(key) else {
         return Ok(Action::requeue(ctx.options.waiting_requeue));
     };
-    let mut runner = DockerRunner::new(ctx.docker.clone(), ctx.options.owner.clone());
+    let mut runner = ctx.runner();
     match secrets::pull_secrets(&ctx.client, &key.namespace, &c.spec.image_pull_secrets).await {
         Ok(Some(source)) => runner = runner.with_credentials(Credentials::with_default(source)),
         Ok(None) => {}
@@ -580,73 +752,78 @@ async fn apply_container(
             .await;
         }
     }
-    let mut reports: Vec<ActionReport> = Vec::new();
-    let mut observed = ctx.observe().await?;
+    // Observe → plan → execute rounds, as `converge` runs them: another round when creates
+    // were deferred behind a pull, an image changed under the containers (rebuilt, new
+    // digest), or a rollout was just found unfit (the next plan rolls it back).
+    let mut failure: Option<ActionError> = None;
+    let mut observed = ctx.observe(&desired.state).await?;
     let mut remaining;
     let mut round = 0;
     loop {
         round += 1;
         let full = plan::plan(&desired.state, &observed, &ctx.plan_options());
         let mine = restrict_to_object(&full, key, Some(&d.image.reference));
-        remaining = (
-            full.actions.iter().filter(|a| &a.resource == key).count(),
-            full.blocked
-                .iter()
-                .find(|b| &b.resource == key)
-                .map(|b| b.message.clone()),
-        );
+        remaining = work_left(&full, key);
         if mine.actions.is_empty() || round > ctx.options.max_rounds {
             break;
         }
         let done = ctx.run(c, &mine, &runner).await;
+        let verdict = GroupVerdict::of(&mine, &done);
+        let rolling_back = ctx.note_unfit(&verdict);
         let deferred = done.iter().any(|r| r.outcome == Outcome::Deferred);
-        let failed = first_failure(&done).is_some()
-            || done
-                .iter()
-                .any(|r| matches!(r.outcome, Outcome::Skipped { .. }));
-        reports.extend(done.into_iter().filter(|r| r.outcome != Outcome::Deferred));
-        observed = ctx.observe().await?;
-        if failed || !deferred {
+        let image_changed = done.iter().any(|r| {
+            r.outcome == Outcome::Succeeded
+                && mine.actions.get(r.id).is_some_and(|a| {
+                    matches!(
+                        a.reason,
+                        Reason::BuildChanged { .. } | Reason::NewDigest { .. }
+                    )
+                })
+        });
+        // This object's own failure first, else the failure of an image it needs.
+        failure = failure.or_else(|| {
+            verdict
+                .failures
+                .get(key)
+                .or_else(|| verdict.failures.values().next())
+                .cloned()
+        });
+        observed = ctx.observe(&desired.state).await?;
+        if failure.is_some() || !(deferred || image_changed || rolling_back) {
             // One more plan to see what is left (awaits, dependencies), no more execution.
             let full = plan::plan(&desired.state, &observed, &ctx.plan_options());
-            remaining = (
-                full.actions.iter().filter(|a| &a.resource == key).count(),
-                full.blocked
-                    .iter()
-                    .find(|b| &b.resource == key)
-                    .map(|b| b.message.clone()),
-            );
+            remaining = work_left(&full, key);
             break;
         }
     }
-    let failure = first_failure(&reports).or_else(|| {
-        reports
-            .iter()
-            .any(|r| matches!(r.outcome, Outcome::Skipped { .. }))
-            .then(|| {
-                ActionError::new(
-                    ErrorKind::Daemon,
-                    "an action was skipped because a prerequisite failed",
-                )
-            })
-    });
-    let progress = match (&failure, &remaining) {
-        (Some(e), _) => Progress::Failed("ActionFailed", e.message.clone()),
-        (None, (_, Some(blocked))) => Progress::Waiting("Blocked", blocked.clone()),
-        (None, (n, None)) if *n > 0 => Progress::Waiting(
+    // A revision that failed its rollout keeps the object Degraded while it waits (the
+    // previous revision runs meanwhile); once the wait is over the rollout is tried again.
+    let revision_wait = {
+        let mut revisions = lock(&ctx.revisions);
+        let now = Instant::now();
+        if failure.is_none() {
+            revisions.succeeded(key, now);
+        }
+        revisions
+            .waiting(key, now)
+            .map(|b| (b.reason.clone(), b.until))
+    };
+    let progress = match (&failure, &revision_wait, &remaining) {
+        (Some(e), _, _) => Progress::Failed("ActionFailed", e.message.clone()),
+        (None, Some((reason, _)), _) => Progress::Failed("RolloutFailed", reason.clone()),
+        (None, None, (_, Some(blocked))) => Progress::Waiting("Blocked", blocked.clone()),
+        (None, None, (n, None)) if *n > 0 => Progress::Waiting(
             "Converging",
             format!("{n} actions left (waiting for dependencies or replicas)"),
         ),
         _ => Progress::Converged,
     };
+    let restarts = ctx.restart_counts(&observed, key).await;
     let entry = status::node_entry(
-        status::Subject {
-            node: &node,
-            key,
-            generation,
-        },
+        subject,
         Some(d),
         &observed,
+        &restarts,
         &progress,
         previous.as_ref(),
         &now(),
@@ -657,14 +834,19 @@ async fn apply_container(
     if let Some(error) = failure {
         return Err(Error::Actions(error));
     }
-    ctx.backoffs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .succeeded(key);
-    Ok(match progress {
-        Progress::Converged => Action::requeue(ctx.options.resync),
-        _ => Action::requeue(ctx.options.waiting_requeue),
-    })
+    lock(&ctx.backoffs).succeeded(key);
+    let work_left = remaining.0 > 0 || remaining.1.is_some();
+    let mut requeue = if work_left {
+        ctx.options.waiting_requeue
+    } else {
+        ctx.options.resync
+    };
+    if let Some((_, until)) = revision_wait {
+        // Try the held revision again as soon as its wait is over.
+        let wait = until.saturating_duration_since(Instant::now()) + Duration::from_millis(100);
+        requeue = requeue.min(wait);
+    }
+    Ok(Action::requeue(requeue))
 }
 
 /// Server-side apply of this node's status entry, as this node's field manager.
@@ -673,15 +855,7 @@ async fn write_status(
     key: &ResourceKey,
     entry: &crate::api::NodeContainerStatus,
 ) -> Result<(), Error> {
-    let api: Api<Container> = Api::namespaced(ctx.client.clone(), &key.namespace);
-    let pp = PatchParams::apply(&field_manager(&ctx.options.node_name)).force();
-    api.patch_status(
-        &key.name,
-        &pp,
-        &Patch::Apply(status::apply_patch("Container", entry)),
-    )
-    .await?;
-    Ok(())
+    patch_status::<ContainerObject>(ctx, key, &status::apply_patch("Container", entry)).await
 }
 
 /// Removes this node's containers of `key` (if any), with events.
@@ -690,12 +864,12 @@ async fn remove_containers<K: Resource<DynamicType = ()>>(
     obj: &K,
     key: &ResourceKey,
 ) -> Result<(), Error> {
-    let observed = ctx.observe().await?;
+    let observed = ctx.observe_daemon().await?;
     let plan = plan::plan_delete(&BTreeSet::from([key.clone()]), &observed);
     if plan.actions.is_empty() {
         return Ok(());
     }
-    let runner = DockerRunner::new(ctx.docker.clone(), ctx.options.owner.clone());
+    let runner = ctx.runner();
     let reports = ctx.run(obj, &plan, &runner).await;
     match first_failure(&reports) {
         Some(e) => Err(Error::Actions(e)),
@@ -785,72 +959,15 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
         Ok(k) => k,
         Err(_) => return Action::await_change(),
     };
-    let delay = ctx
-        .backoffs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .failed(&key, error.to_string(), Instant::now());
+    let delay = lock(&ctx.backoffs).failed(&key, error.to_string(), Instant::now());
     tracing::warn!(resource = %key, %error, kind = error.label(), retry_in = ?delay, "reconcile failed; backing off");
     Action::requeue(delay)
 }
 
-/// Reconciles one `Image` object: its pull, build and tags on this node (no status entry;
-/// events only). Images are never removed, so there is no finalizer.
-pub async fn reconcile_image(obj: Arc<ImageObject>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let key = key_of(Kind::Image, &*obj)?;
-    let span = tracing::info_span!("reconcile", resource = %key, node = %ctx.options.node_name);
-    async move {
-        let Ok(image) = &obj.0 else {
-            return Ok(Action::await_change());
-        };
-        if image.metadata.deletion_timestamp.is_some() {
-            return Ok(Action::await_change());
-        }
-        let desired = ctx.desired().await;
-        if let Some(message) = desired.errors.get(&key) {
-            ctx.event(image, EventType::Warning, "InvalidSpec", message.clone())
-                .await;
-            return Ok(Action::await_change());
-        }
-        let observed = ctx.observe().await?;
-        let full = plan::plan(&desired.state, &observed, &ctx.plan_options());
-        let mine = plan::restrict(&full, |k| *k == key);
-        if mine.actions.is_empty() {
-            return Ok(Action::requeue(ctx.options.resync));
-        }
-        let runner = DockerRunner::new(ctx.docker.clone(), ctx.options.owner.clone());
-        let done = ctx.run(image, &mine, &runner).await;
-        match first_failure(&done) {
-            Some(e) => Err(Error::Actions(e)),
-            None => {
-                ctx.backoffs
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .succeeded(&key);
-                Ok(Action::requeue(ctx.options.resync))
-            }
-        }
-    }
-    .instrument(span)
-    .await
-}
-
-/// `()` per burst of triggers (bursts within `coalesce` become one).
-fn coalesced(
-    rx: mpsc::Receiver<()>,
-    coalesce: Duration,
-) -> impl Stream<Item = ()> + Send + 'static {
-    futures::stream::unfold(rx, move |mut rx| async move {
-        rx.recv().await?;
-        tokio::time::sleep(coalesce).await;
-        while rx.try_recv().is_ok() {}
-        Some(((), rx))
-    })
-}
-
 /// Runs both controllers until `shutdown` completes. Reads this node first (placement needs
 /// its labels), then keeps it fresh with a watch; Docker events trigger a reconcile of all.
-/// `ready` is called once the node is read and the controllers are started.
+/// `ready` is called once the first full pass is done: both kinds listed and every listed
+/// object reconciled once (see [`FirstPass`]).
 pub async fn run(
     client: Client,
     docker: Docker,
@@ -865,33 +982,49 @@ pub async fn run(
     let images_api: Api<ImageObject> = Api::all(client.clone());
     let config = kube::runtime::Config::default().concurrency(options.reconcile_concurrency);
 
-    let (image_ctl, image_store) = {
-        let c = Controller::new(images_api.clone(), watcher::Config::default())
-            .with_config(config.clone());
-        let s = c.store();
-        (c, s)
-    };
-    let container_ctl =
-        Controller::new(containers_api, watcher::Config::default()).with_config(config);
-    let container_store = container_ctl.store();
+    // The controllers' own streams pass an object only when its generation or finalizers
+    // changed (see `triggers`): a status write does not reconcile its object again.
+    let (container_store, container_writer) = reflector::store::<ContainerObject>();
+    let container_stream = watcher(containers_api, watcher::Config::default())
+        .default_backoff()
+        .reflect(container_writer)
+        .applied_objects()
+        .predicate_filter(object_changes::<ContainerObject>, Default::default());
+    let (image_store, image_writer) = reflector::store::<ImageObject>();
+    let image_stream = watcher(images_api.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(image_writer)
+        .applied_objects()
+        .predicate_filter(object_changes::<ImageObject>, Default::default());
+
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        docker.clone(),
+        options.clone(),
+        node,
+        container_store.clone(),
+        image_store.clone(),
+        metrics.clone(),
+    ));
 
     // Triggers: Docker events (container changes, reconnects) and node relabelling.
     let (c_tx, c_rx) = mpsc::channel::<()>(16);
     let (i_tx, i_rx) = mpsc::channel::<()>(16);
     let (ev_tx, mut ev_rx) = mpsc::channel::<DaemonEvent>(1024);
     let events_task = {
-        let docker = docker.clone();
         let owner = options.owner.clone();
         tokio::spawn(async move { docker.follow_events(&owner, ev_tx).await })
     };
     let forward_task = {
         let (c_tx, i_tx) = (c_tx.clone(), i_tx.clone());
-        let metrics = metrics.clone();
+        let ctx = Arc::clone(&ctx);
         tokio::spawn(async move {
             while let Some(ev) = ev_rx.recv().await {
-                if let Some(m) = &metrics {
+                if let Some(m) = &ctx.metrics {
                     m.count_docker_event(&ev);
                 }
+                // Before the reconciles it triggers, so they read fresh restart counts.
+                ctx.on_daemon_event(&ev);
                 let relevant = matches!(
                     ev,
                     DaemonEvent::Container { .. }
@@ -907,16 +1040,6 @@ pub async fn run(
             }
         })
     };
-
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        docker,
-        options.clone(),
-        node,
-        container_store.clone(),
-        image_store,
-        metrics,
-    ));
     let node_task = {
         let ctx = Arc::clone(&ctx);
         let nodes: Api<Node> = Api::all(client.clone());
@@ -937,38 +1060,40 @@ pub async fn run(
             }
         })
     };
+    let readiness_task = {
+        let ctx = Arc::clone(&ctx);
+        let (containers, images) = (container_store.clone(), image_store.clone());
+        tokio::spawn(async move {
+            first_pass(&ctx, &containers, &images).await;
+            ready();
+        })
+    };
 
-    // An Image change reconciles the Containers that name it.
+    // An Image spec change (or deletion) reconciles the Containers that name it.
     let store_for_map = container_store.clone();
+    let image_changes =
+        spec_changes(watcher(images_api, watcher::Config::default()).default_backoff());
     let coalesce = Duration::from_millis(100);
-    let containers = container_ctl
-        .watches(
-            images_api,
-            watcher::Config::default(),
-            move |image: ImageObject| {
-                let (ns, name) = (image.namespace(), image.name_any());
-                store_for_map
-                    .state()
-                    .into_iter()
-                    .filter(|c| {
-                        c.namespace() == ns && c.0.as_ref().is_ok_and(|c| c.spec.image == name)
-                    })
-                    .map(|c| ObjectRef::from_obj(&*c))
-                    .collect::<Vec<_>>()
-            },
-        )
+    let containers = Controller::for_stream(container_stream, container_store)
+        .with_config(config.clone())
+        .watches_stream(image_changes, move |image: ImageObject| {
+            let (ns, name) = (image.namespace(), image.name_any());
+            store_for_map
+                .state()
+                .into_iter()
+                .filter(|c| c.namespace() == ns && c.0.as_ref().is_ok_and(|c| c.spec.image == name))
+                .map(|c| ObjectRef::from_obj(&*c))
+                .collect::<Vec<_>>()
+        })
         .reconcile_all_on(coalesced(c_rx, coalesce))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_container, error_policy, Arc::clone(&ctx));
-    let images = image_ctl
+    let images = Controller::for_stream(image_stream, image_store)
+        .with_config(config)
         .reconcile_all_on(coalesced(i_rx, coalesce))
         .graceful_shutdown_on(shutdown)
         .run(reconcile_image, error_policy, Arc::clone(&ctx));
 
-    // Ready once the node is read and both controllers run. Readiness on the stores' initial
-    // lists (`Store::wait_until_ready`) would be the better signal, but it did not resolve
-    // under the request-level mock although both lists had completed, so it is not used yet.
-    ready();
     let containers = containers.for_each(|res| {
         if let Err(error) = res {
             tracing::debug!(%error, "container reconcile");
@@ -982,10 +1107,66 @@ pub async fn run(
         futures::future::ready(())
     });
     futures::join!(containers, images);
+    readiness_task.abort();
     events_task.abort();
     forward_task.abort();
     node_task.abort();
     Ok(())
+}
+
+/// [`Store::wait_until_ready`], asked again every 100 ms. The ready signal of a kube 5 store
+/// wakes only the task that polled it last (one oneshot receiver, one waker slot), and the
+/// `Controller` waits on the same store: a single wait here would never be woken.
+async fn store_ready<K>(store: &Store<K>) -> Result<(), reflector::store::WriterDropped>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    loop {
+        let wait = store.wait_until_ready();
+        if let Ok(result) = tokio::time::timeout(Duration::from_millis(100), wait).await {
+            return result;
+        }
+    }
+}
+
+/// Waits for the first full pass: both stores listed, then every listed object (that still
+/// exists) reconciled once. The stores are filled by the controllers' streams, so this must
+/// run beside them, never before them.
+async fn first_pass(
+    ctx: &Context,
+    containers: &Store<ContainerObject>,
+    images: &Store<ImageObject>,
+) {
+    let (c, i) = futures::join!(store_ready(containers), store_ready(images));
+    if c.is_err() || i.is_err() {
+        return; // the streams ended: shutting down
+    }
+    let listed: BTreeSet<ResourceKey> = containers
+        .state()
+        .iter()
+        .filter_map(|o| key_of(Kind::Container, &**o).ok())
+        .chain(
+            images
+                .state()
+                .iter()
+                .filter_map(|o| key_of(Kind::Image, &**o).ok()),
+        )
+        .collect();
+    let live = |k: &ResourceKey| match k.kind {
+        Kind::Image => images
+            .get(&ObjectRef::new(&k.name).within(&k.namespace))
+            .is_some(),
+        _ => containers
+            .get(&ObjectRef::new(&k.name).within(&k.namespace))
+            .is_some(),
+    };
+    tracing::info!(
+        objects = listed.len(),
+        "listed; waiting for the first reconcile of each"
+    );
+    ctx.first_pass.wait(&listed, live).await;
+    tracing::info!("first full reconcile pass done; ready");
 }
 
 #[cfg(test)]

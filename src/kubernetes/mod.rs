@@ -4,9 +4,12 @@
 //!
 //! Steps, each its own module: [`placement`] (pure: does a resource run here),
 //! [`desired`] (objects → desired state, per-resource errors), [`secrets`]
-//! (`imagePullSecrets` → registry credentials), [`status`] (pure: the per-node status entry
-//! and its server-side-apply patch), [`controller`] (kube `Controller`s, finalizers, events,
-//! back-off). Nothing here plans or executes on its own.
+//! (`imagePullSecrets` → registry credentials), [`status`] (pure: the per-node status
+//! entries and their server-side-apply patch), [`triggers`] (what wakes a reconcile),
+//! [`readiness`] (the first full pass), [`controller`] (kube `Controller`s, the `Container`
+//! reconcile, finalizers, events, back-off) and [`image`] (the `Image` reconcile). Nothing
+//! here plans or executes on its own: the planner, executor and the back-off bookkeeping are
+//! the file agent's.
 //!
 //! Finalizers: one per node, `dockwright.dev/node.<node>`, added by a node's agent before it
 //! creates anything for an object, removed once that node's containers of the object are gone
@@ -19,9 +22,12 @@
 
 pub mod controller;
 pub mod desired;
+pub mod image;
 pub mod placement;
+pub mod readiness;
 pub mod secrets;
 pub mod status;
+pub mod triggers;
 
 pub use controller::{run, Context, ControllerOptions};
 pub use placement::NodeInfo;

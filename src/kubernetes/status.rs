@@ -1,19 +1,25 @@
-//! The per-node status entry of a `Container` and the server-side-apply patch that writes it.
-//! Pure: the controller passes what it observed, how the reconcile went, the entry it last
-//! wrote (from the object) and the time; nothing here talks to the API server.
+//! The per-node status entries of a `Container` and of an `Image`, and the server-side-apply
+//! patch that writes one. Pure: the controller passes what it observed, how the reconcile
+//! went, the entry it last wrote (from the object) and the time; nothing here talks to the API
+//! server.
 //!
-//! Conditions per node: `Ready` (every desired replica ready), `Progressing` (work left that
-//! is waiting: a pull, a dependency, a replica still starting), `Degraded` (an action failed
-//! or the spec is invalid). `lastTransitionTime` is kept from the previous entry while a
+//! Conditions per node: `Ready` (every desired replica ready; for an `Image`, the image is
+//! present and nothing is left to do), `Progressing` (work left that is waiting: a pull, a
+//! dependency, a replica still starting), `Degraded` (an action failed or the spec is
+//! invalid). `lastTransitionTime` is kept from the previous entry while a
 //! condition's status stays the same, so an unchanged entry is byte-for-byte unchanged and the
 //! controller skips the patch.
 
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::api::{
-    Condition, ContainerStatus, DesiredRunState, NodeContainerStatus, RestartPolicy, API_VERSION,
+    Condition, ContainerStatus, DesiredRunState, ImageStatus, NodeContainerStatus, NodeImageStatus,
+    ReplicaStatus, RestartPolicy, API_VERSION,
 };
-use crate::desired::{DesiredContainer, ResourceKey};
+use crate::desired::{DesiredContainer, DesiredImage, ResourceKey};
 use crate::observed::{HealthState, ObservedContainer, ObservedState, RunState};
 
 /// How the last reconcile of an object went on this node.
@@ -48,12 +54,13 @@ fn condition(
     reason: &str,
     message: &str,
     generation: Option<i64>,
-    previous: Option<&NodeContainerStatus>,
+    previous: &[Condition],
     now: &str,
 ) -> Condition {
     let status = if on { "True" } else { "False" };
     let last = previous
-        .and_then(|p| p.conditions.iter().find(|c| c.type_ == type_))
+        .iter()
+        .find(|c| c.type_ == type_)
         .filter(|c| c.status == status)
         .and_then(|c| c.last_transition_time.clone())
         .unwrap_or_else(|| now.to_string());
@@ -78,12 +85,14 @@ pub struct Subject<'a> {
     pub generation: Option<i64>,
 }
 
-/// This node's entry for the object: its replicas as observed, and conditions from
+/// This node's entry for the object: its replicas as observed (restart counts from
+/// `restarts`, by container ID; a replica missing there has none), and conditions from
 /// `progress`. `desired` is `None` when the object could not be normalised.
 pub fn node_entry(
     subject: Subject<'_>,
     desired: Option<&DesiredContainer>,
     observed: &ObservedState,
+    restarts: &BTreeMap<String, i64>,
     progress: &Progress,
     previous: Option<&NodeContainerStatus>,
     now: &str,
@@ -109,22 +118,10 @@ pub fn node_entry(
     } else {
         ("ReplicasNotReady", format!("{ready}/{want} replicas ready"))
     };
-    let (progressing, p_reason, p_message) = match progress {
-        Progress::Waiting(reason, message) => (true, *reason, message.as_str()),
-        _ if !all_ready && !matches!(progress, Progress::Invalid(_) | Progress::Failed(..)) => {
-            (true, "ReplicasStarting", "")
-        }
-        _ => (false, "Idle", ""),
-    };
-    let (degraded, d_reason, d_message) = match progress {
-        Progress::Failed(reason, message) => (true, *reason, message.as_str()),
-        Progress::Invalid(message) => (true, "InvalidSpec", message.as_str()),
-        _ => (false, "AsExpected", ""),
-    };
-    let last_error = match progress {
-        Progress::Failed(_, m) | Progress::Invalid(m) => Some(m.clone()),
-        _ => None,
-    };
+    let ((progressing, p_reason, p_message), (degraded, d_reason, d_message)) =
+        progress_conditions(progress, !all_ready);
+    let last_error = last_error(progress);
+    let previous = previous.map_or(&[][..], |p| p.conditions.as_slice());
     NodeContainerStatus {
         node: node.to_string(),
         observed_generation: generation,
@@ -154,10 +151,125 @@ pub fn node_entry(
         ],
         replicas: mine
             .into_iter()
-            .map(ObservedContainer::replica_status)
+            .map(|c| ReplicaStatus {
+                // Not in the list call the observation is made of: the controller reads it by
+                // inspect, cached (see `crate::docker::RestartCounts`), and passes what it knows.
+                restart_count: restarts.get(&c.id).copied(),
+                ..c.replica_status()
+            })
             .collect(),
         last_error,
     }
+}
+
+/// `Progressing` and `Degraded` from how the reconcile went, for entries of either kind:
+/// `(progressing, reason, message)` each. `settling` is work the reconcile itself does not
+/// report (replicas still starting).
+fn progress_conditions(
+    progress: &Progress,
+    settling: bool,
+) -> ((bool, &str, &str), (bool, &str, &str)) {
+    let progressing = match progress {
+        Progress::Waiting(reason, message) => (true, *reason, message.as_str()),
+        Progress::Converged if settling => (true, "ReplicasStarting", ""),
+        _ => (false, "Idle", ""),
+    };
+    let degraded = match progress {
+        Progress::Failed(reason, message) => (true, *reason, message.as_str()),
+        Progress::Invalid(message) => (true, "InvalidSpec", message.as_str()),
+        _ => (false, "AsExpected", ""),
+    };
+    (progressing, degraded)
+}
+
+fn last_error(progress: &Progress) -> Option<String> {
+    match progress {
+        Progress::Failed(_, m) | Progress::Invalid(m) => Some(m.clone()),
+        _ => None,
+    }
+}
+
+/// This node's entry for an `Image`: the local image its reference resolves to (ID, and the
+/// digest it carries in the reference's repository), and conditions from `progress`. `Ready`
+/// means present and nothing left to do. `desired` is `None` when the object could not be
+/// normalised.
+pub fn image_entry(
+    subject: Subject<'_>,
+    desired: Option<&DesiredImage>,
+    observed: &ObservedState,
+    progress: &Progress,
+    previous: Option<&NodeImageStatus>,
+    now: &str,
+) -> NodeImageStatus {
+    let Subject {
+        node, generation, ..
+    } = subject;
+    let local = desired.and_then(|d| {
+        let image = observed.images.image_for(&d.reference)?;
+        let digest = match crate::reference::Reference::parse(&d.reference) {
+            Ok(r) if r.digest.is_some() => r.digest,
+            Ok(r) => image.digest_in(&r.repository()).map(str::to_string),
+            Err(_) => None,
+        };
+        Some((image.id.clone(), digest))
+    });
+    let ready = local.is_some() && *progress == Progress::Converged;
+    let (ready_reason, ready_message) = match (&local, progress) {
+        (Some(_), Progress::Converged) => ("Present", String::new()),
+        (Some(_), _) => (
+            "Pending",
+            "present; work is left (see Progressing and Degraded)".into(),
+        ),
+        (None, _) => ("NotPresent", "the image is not on this node".into()),
+    };
+    let (p, d) = progress_conditions(progress, false);
+    let previous_conditions = previous.map_or(&[][..], |p| p.conditions.as_slice());
+    let conditions = vec![
+        condition(
+            "Ready",
+            ready,
+            ready_reason,
+            &ready_message,
+            generation,
+            previous_conditions,
+            now,
+        ),
+        condition(
+            "Progressing",
+            p.0,
+            p.1,
+            p.2,
+            generation,
+            previous_conditions,
+            now,
+        ),
+        condition(
+            "Degraded",
+            d.0,
+            d.1,
+            d.2,
+            generation,
+            previous_conditions,
+            now,
+        ),
+    ];
+    let (image_id, digest) = local.unzip();
+    NodeImageStatus {
+        node: node.to_string(),
+        observed_generation: generation,
+        conditions,
+        image_id,
+        digest: digest.flatten(),
+        last_error: last_error(progress),
+    }
+}
+
+/// This node's entry in an `Image`'s current status.
+pub fn previous_image_entry<'a>(
+    status: Option<&'a ImageStatus>,
+    node: &str,
+) -> Option<&'a NodeImageStatus> {
+    status.and_then(|s| s.nodes.iter().find(|n| n.node == node))
 }
 
 /// This node's entry in an object's current status.
@@ -170,7 +282,7 @@ pub fn previous_entry<'a>(
 
 /// The server-side-apply body that sets this node's entry (and nothing else: with the node's
 /// own field manager, the other nodes' entries are untouched).
-pub fn apply_patch(kind: &str, entry: &NodeContainerStatus) -> Value {
+pub fn apply_patch(kind: &str, entry: &impl Serialize) -> Value {
     json!({
         "apiVersion": API_VERSION,
         "kind": kind,
@@ -254,6 +366,7 @@ mod tests {
             },
             Some(&d),
             &obs,
+            &BTreeMap::new(),
             &Progress::Converged,
             None,
             "T1",
@@ -280,6 +393,7 @@ mod tests {
             },
             Some(&d),
             &obs,
+            &BTreeMap::new(),
             &p,
             None,
             "T1",
@@ -302,6 +416,7 @@ mod tests {
             },
             Some(&d),
             &obs,
+            &BTreeMap::new(),
             &Progress::Converged,
             None,
             "T1",
@@ -314,6 +429,7 @@ mod tests {
             },
             Some(&d),
             &obs,
+            &BTreeMap::new(),
             &Progress::Converged,
             Some(&first),
             "T2",
@@ -328,6 +444,7 @@ mod tests {
             },
             Some(&d),
             &down,
+            &BTreeMap::new(),
             &Progress::Converged,
             Some(&first),
             "T3",
@@ -353,6 +470,7 @@ mod tests {
             },
             Some(&d),
             &ObservedState::default(),
+            &BTreeMap::new(),
             &Progress::Converged,
             None,
             "T",
@@ -362,5 +480,198 @@ mod tests {
         assert_eq!(p["status"]["nodes"].as_array().unwrap().len(), 1);
         assert_eq!(p["status"]["nodes"][0]["node"], "n1");
         assert_eq!(p["status"]["nodes"][0]["readyReplicas"], "0/1");
+    }
+
+    #[test]
+    fn restart_counts_are_shown_for_the_replicas_they_are_known_for() {
+        let (key, d) = desired(2);
+        let obs = observed(&key, &[RunState::Running, RunState::Running]);
+        let restarts = BTreeMap::from([("id1".to_string(), 3)]);
+        let e = node_entry(
+            Subject {
+                node: "n1",
+                key: &key,
+                generation: Some(1),
+            },
+            Some(&d),
+            &obs,
+            &restarts,
+            &Progress::Converged,
+            None,
+            "T",
+        );
+        assert_eq!(e.replicas[0].restart_count, None);
+        assert_eq!(e.replicas[1].restart_count, Some(3));
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["replicas"][1]["restartCount"], 3);
+        assert!(json["replicas"][0].get("restartCount").is_none());
+    }
+
+    fn desired_image(reference: &str) -> (ResourceKey, DesiredImage) {
+        let mut i = crate::api::Image::new(
+            "web",
+            crate::api::ImageSpec {
+                reference: reference.into(),
+                ..Default::default()
+            },
+        );
+        i.metadata.namespace = Some("default".into());
+        let out = build(&[&i], &[]);
+        let key = ResourceKey::new(Kind::Image, "default", "web");
+        let d = out.state.images[&key].clone();
+        (key, d)
+    }
+
+    fn with_image(reference: &str, id: &str, digests: &[&str]) -> ObservedState {
+        let mut obs = ObservedState::default();
+        obs.images.by_reference.insert(reference.into(), id.into());
+        obs.images.by_id.insert(
+            id.into(),
+            crate::observed::ObservedImage {
+                id: id.into(),
+                tags: vec![reference.into()],
+                digests: digests.iter().map(|d| d.to_string()).collect(),
+                ..Default::default()
+            },
+        );
+        obs
+    }
+
+    fn image_subject(key: &ResourceKey) -> Subject<'_> {
+        Subject {
+            node: "n1",
+            key,
+            generation: Some(2),
+        }
+    }
+
+    #[test]
+    fn a_present_image_is_ready_with_its_id_and_the_digest_of_its_repository() {
+        let (key, d) = desired_image("127.0.0.1:5000/team/web:1.4");
+        let obs = with_image(
+            "127.0.0.1:5000/team/web:1.4",
+            "sha256:img",
+            &[
+                "127.0.0.1:5001/mirror/web@sha256:other",
+                "127.0.0.1:5000/team/web@sha256:dig",
+            ],
+        );
+        let e = image_entry(
+            image_subject(&key),
+            Some(&d),
+            &obs,
+            &Progress::Converged,
+            None,
+            "T1",
+        );
+        assert_eq!(e.node, "n1");
+        assert_eq!(e.observed_generation, Some(2));
+        assert_eq!(e.image_id.as_deref(), Some("sha256:img"));
+        assert_eq!(e.digest.as_deref(), Some("sha256:dig"));
+        assert_eq!(e.last_error, None);
+        let ready = e.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_deref()),
+            ("True", Some("Present"))
+        );
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["imageId"], "sha256:img");
+        assert_eq!(json["digest"], "sha256:dig");
+        // Unchanged on the next reconcile: byte-for-byte the same entry (no patch).
+        let again = image_entry(
+            image_subject(&key),
+            Some(&d),
+            &obs,
+            &Progress::Converged,
+            Some(&e),
+            "T2",
+        );
+        assert_eq!(again, e);
+    }
+
+    #[test]
+    fn a_built_image_never_pushed_has_no_digest_and_a_pinned_one_shows_its_own() {
+        let (key, d) = desired_image("127.0.0.1:5000/team/web:1.4");
+        let obs = with_image("127.0.0.1:5000/team/web:1.4", "sha256:img", &[]);
+        let e = image_entry(
+            image_subject(&key),
+            Some(&d),
+            &obs,
+            &Progress::Converged,
+            None,
+            "T",
+        );
+        assert_eq!(e.image_id.as_deref(), Some("sha256:img"));
+        assert_eq!(e.digest, None);
+        let pinned = format!("127.0.0.1:5000/team/web@sha256:{}", "a".repeat(64));
+        let (key, d) = desired_image(&pinned);
+        let obs = with_image(&pinned, "sha256:img", &[]);
+        let e = image_entry(
+            image_subject(&key),
+            Some(&d),
+            &obs,
+            &Progress::Converged,
+            None,
+            "T",
+        );
+        assert_eq!(e.digest, Some(format!("sha256:{}", "a".repeat(64))));
+    }
+
+    #[test]
+    fn a_missing_or_failing_image_is_not_ready() {
+        let (key, d) = desired_image("127.0.0.1:5000/team/web:1.4");
+        let failed = Progress::Failed(
+            "ActionFailed",
+            "pull 127.0.0.1:5000/team/web:1.4: denied".into(),
+        );
+        let e = image_entry(
+            image_subject(&key),
+            Some(&d),
+            &ObservedState::default(),
+            &failed,
+            None,
+            "T",
+        );
+        let get = |t: &str| e.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
+        assert_eq!(get("Ready").status, "False");
+        assert_eq!(get("Ready").reason.as_deref(), Some("NotPresent"));
+        assert_eq!(get("Degraded").status, "True");
+        assert_eq!(get("Degraded").reason.as_deref(), Some("ActionFailed"));
+        assert_eq!(e.image_id, None);
+        assert_eq!(
+            e.last_error.as_deref(),
+            Some("pull 127.0.0.1:5000/team/web:1.4: denied")
+        );
+        // Present, but a push is still to do: not ready yet, progressing.
+        let obs = with_image("127.0.0.1:5000/team/web:1.4", "sha256:img", &[]);
+        let waiting = Progress::Waiting("Converging", "1 actions left".into());
+        let e = image_entry(image_subject(&key), Some(&d), &obs, &waiting, None, "T");
+        let get = |t: &str| e.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
+        assert_eq!(get("Ready").status, "False");
+        assert_eq!(get("Ready").reason.as_deref(), Some("Pending"));
+        assert_eq!(get("Progressing").status, "True");
+        // Invalid spec: no desired image at all.
+        let invalid = Progress::Invalid("spec.build.context: must be absolute".into());
+        let e = image_entry(image_subject(&key), None, &obs, &invalid, None, "T");
+        let get = |t: &str| e.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
+        assert_eq!(get("Degraded").reason.as_deref(), Some("InvalidSpec"));
+        assert_eq!(e.image_id, None);
+    }
+
+    #[test]
+    fn image_patch_is_an_apply_of_this_nodes_entry() {
+        let (key, d) = desired_image("busybox:1.36");
+        let e = image_entry(
+            image_subject(&key),
+            Some(&d),
+            &ObservedState::default(),
+            &Progress::Converged,
+            None,
+            "T",
+        );
+        let p = apply_patch("Image", &e);
+        assert_eq!(p["kind"], "Image");
+        assert_eq!(p["status"]["nodes"][0]["node"], "n1");
+        assert_eq!(p.as_object().unwrap().len(), 3);
     }
 }
