@@ -287,5 +287,6 @@ fn plan_options(options: &ConvergeOptions) -> PlanOptions {
         owner: options.owner.clone(),
         prune: options.prune,
         failed_revisions: BTreeSet::new(),
+        fresh_pulls: BTreeSet::new(),
     }
 }

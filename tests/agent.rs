@@ -1283,3 +1283,51 @@ async fn foreign_image_tags_cost_no_daemon_calls_and_declared_ones_do() {
         )
         .await;
 }
+
+#[tokio::test]
+async fn pull_policy_always_pulls_once_per_resync_not_once_per_pass() {
+    ensure_test_image().await;
+    let registry = common::registry();
+    common::require_registry(&registry);
+    let docker = common::docker().await;
+    let reference = format!("{registry}/{}:latest", unique("dwtest-ag-always"));
+    let _cleanup = UntagOnDrop(vec![reference.clone()]);
+    let owner = TestOwner::new("agent-always");
+    docker_cli(&["tag", TEST_IMAGE, &reference]);
+    docker_cli(&["push", "-q", &reference]);
+
+    let dir = tempdir();
+    let name = unique("ag-always");
+    let manifest = container(&name, "")
+        .replace(TEST_IMAGE, &reference)
+        .replace("imagePullPolicy: Never", "imagePullPolicy: Always");
+    write(dir.path(), "a.yaml", &manifest);
+    let (agent, _) =
+        start_converged(&docker, &owner, dir.path(), &[], None, &[name.as_str()]).await;
+    let pulls = |agent: &Agent| {
+        let (_, text) = agent.get("/metrics");
+        text.lines()
+            .filter(|l| l.starts_with("dockwright_actions_total{action=\"pull\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    // Each pull makes the daemon emit a `pull` event and each finished group asks for another
+    // pass: re-pulling on every pass never stops. Within the resync interval: one pull.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(pulls(&agent), 1.0, "{}", agent.log_text());
+    // A manifest edit re-plans, and does not re-pull what was just pulled either.
+    write(
+        dir.path(),
+        "a.yaml",
+        &manifest.replace("\"3600\"", "\"3601\""),
+    );
+    agent
+        .eventually("the edit converged", async || {
+            running(&docker, &name)
+                .await
+                .filter(|c| c.labels.values().any(|v| v.contains("3601")))
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(pulls(&agent), 1.0, "{}", agent.log_text());
+}

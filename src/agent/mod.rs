@@ -8,6 +8,7 @@
 pub mod backoff;
 mod bounded;
 mod client;
+mod fresh_pulls;
 mod revisions;
 mod status;
 mod triggers;
@@ -28,6 +29,7 @@ use crate::server::AgentState;
 use crate::source::watch::DesiredSnapshot;
 pub use backoff::{BackoffPolicy, Backoffs};
 pub use client::{fetch_status, StatusError};
+pub use fresh_pulls::FreshPulls;
 pub use revisions::{unfit_reason, GroupVerdict, RevisionBackoff, RevisionBackoffs};
 pub use status::{AgentStatus, ResourceStatus};
 
@@ -79,6 +81,8 @@ struct GroupDone {
     verdict: revisions::GroupVerdict,
     drift: Vec<&'static str>,
     first_pass: bool,
+    /// References the group pulled successfully.
+    pulled: Vec<String>,
 }
 
 /// Runs the agent until `shutdown` completes, then waits (bounded) for in-flight actions and
@@ -104,6 +108,7 @@ pub async fn run(
         tokio::spawn(async move { docker.follow_events(&owner, event_tx).await })
     };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<GroupDone>();
+    let resync_interval = options.resync;
     let mut agent = Loop {
         docker,
         runner,
@@ -112,6 +117,7 @@ pub async fn run(
         state,
         backoffs: Backoffs::default(),
         revisions: RevisionBackoffs::default(),
+        fresh_pulls: FreshPulls::new(resync_interval),
         in_flight: BTreeMap::new(),
         permits: None,
         image_interest: triggers::ImageInterest::default(),
@@ -187,6 +193,7 @@ struct Loop {
     backoffs: Backoffs,
     /// Revisions that never became healthy, held back while they wait.
     revisions: RevisionBackoffs,
+    fresh_pulls: FreshPulls,
     /// Resources whose actions are running, with the number of groups holding them.
     in_flight: BTreeMap<ResourceKey, usize>,
     /// Daemon actions in flight at once across all groups (set at the first dispatch).
@@ -260,6 +267,7 @@ impl Loop {
         for reason in &done.drift {
             self.metrics.count_drift_correction(reason);
         }
+        self.fresh_pulls.record_references(done.pulled, now);
         for key in &done.resources {
             if let Some(n) = self.in_flight.get_mut(key) {
                 *n -= 1;
@@ -354,6 +362,7 @@ impl Loop {
                 owner: self.options.owner.clone(),
                 prune: input.complete,
                 failed_revisions: self.revisions.held(Instant::now()),
+                fresh_pulls: self.fresh_pulls.fresh(Instant::now()),
             },
         ));
         self.backoffs.retain(|k| {
@@ -408,7 +417,9 @@ impl Loop {
                 let reports =
                     execute(&group, &runner, ExecuteOptions { concurrency }, &mut log).await;
                 let verdict = GroupVerdict::of(&group, &reports);
+                let pulled = fresh_pulls::pulled_references(&group, &reports);
                 let _ = tx.send(GroupDone {
+                    pulled,
                     resources,
                     reports,
                     verdict,

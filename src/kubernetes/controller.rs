@@ -48,7 +48,7 @@ use super::status::{self, Progress};
 use super::triggers::{coalesced, object_changes, spec_changes};
 use super::{field_manager, finalizer_name, Error, FINALIZER_PREFIX};
 use crate::agent::backoff::{BackoffPolicy, Backoffs};
-use crate::agent::{unfit_reason, GroupVerdict, RevisionBackoffs};
+use crate::agent::{unfit_reason, FreshPulls, GroupVerdict, RevisionBackoffs};
 use crate::api::{Container, Image};
 use crate::credentials::Credentials;
 use crate::desired::{DesiredState, Kind, ResourceKey};
@@ -136,6 +136,9 @@ pub struct Context {
     /// Rollout revisions found unfit, held back while they wait (the planner keeps the
     /// previous revision meanwhile): the file agent's [`RevisionBackoffs`].
     pub revisions: Mutex<RevisionBackoffs>,
+    /// What this agent pulled lately: `pullPolicy: Always` pulls once per resync interval,
+    /// not on every reconcile its own pull events trigger (see [`FreshPulls`]).
+    pub fresh_pulls: Mutex<FreshPulls>,
     /// Restart counts of this node's containers, for status (see [`RestartCounts`]).
     pub restarts: Mutex<RestartCounts>,
     /// The first full pass, for readiness.
@@ -170,6 +173,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             backoffs: Mutex::new(Backoffs::new(options.backoff)),
             revisions: Mutex::new(RevisionBackoffs::new(options.backoff)),
+            fresh_pulls: Mutex::new(FreshPulls::new(options.resync)),
             restarts: Mutex::default(),
             first_pass: FirstPass::default(),
             updates: tokio::sync::Mutex::default(),
@@ -279,6 +283,7 @@ impl Context {
             owner: self.options.owner.clone(),
             prune: false,
             failed_revisions: lock(&self.revisions).held(Instant::now()),
+            fresh_pulls: lock(&self.fresh_pulls).fresh(Instant::now()),
         }
     }
 
@@ -426,6 +431,7 @@ impl Context {
             concurrency: self.options.concurrency,
         };
         let reports = execute(plan, runner, options, &mut log).await;
+        lock(&self.fresh_pulls).record(plan, &reports, Instant::now());
         if let Some(m) = &self.metrics {
             m.count_actions(&reports);
         }

@@ -4,7 +4,7 @@
 //! the image the reference names differs from the declared inputs' hash; a moving tag is
 //! pulled when the registry digest the caller observed is not among the image's digests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::graph::{Graph, NodeId};
@@ -44,11 +44,13 @@ struct Need<'a> {
 /// resource asks for serves all of them. The pull is attributed to the `Image` resource when
 /// there is one, else to the first container using it. A reference that is an extra tag of
 /// an `Image` shares that image's status: it is never pulled, the tag action provides it.
+/// `Always` does not pull a reference in `fresh` (see [`super::PlanOptions::fresh_pulls`]).
 pub(super) fn plan_images(
     graph: &mut Graph,
     desired: &DesiredState,
     observed: &ObservedState,
     owner: &str,
+    fresh: &BTreeSet<String>,
 ) -> BTreeMap<String, ImageStatus> {
     let mut needs: BTreeMap<&str, Need<'_>> = BTreeMap::new();
     let mut tag_of: BTreeMap<&str, &str> = BTreeMap::new();
@@ -84,7 +86,7 @@ pub(super) fn plan_images(
         };
         let status = match need.image.and_then(|i| i.build.as_ref().map(|b| (i, b))) {
             Some((image, build)) => plan_build(graph, image, build, observed, owner),
-            None => plan_pull(graph, reference, need, owner_key, observed),
+            None => plan_pull(graph, reference, need, owner_key, observed, fresh),
         };
         statuses.insert(reference.to_string(), status);
     }
@@ -147,6 +149,7 @@ fn plan_pull(
     need: &Need<'_>,
     owner_key: &ResourceKey,
     observed: &ObservedState,
+    fresh: &BTreeSet<String>,
 ) -> ImageStatus {
     let auth = need.image.and_then(|i| i.registry_auth.clone());
     let mut pull = |reason| {
@@ -184,7 +187,7 @@ fn plan_pull(
         (Some(_), _, Some(digest)) => ImageStatus::Pending(pull(Reason::NewDigest {
             digest: digest.clone(),
         })),
-        (Some(id), PullPolicy::Always, None) => {
+        (Some(id), PullPolicy::Always, None) if !fresh.contains(reference) => {
             pull(Reason::PullAlways);
             ImageStatus::Present(id.to_string())
         }

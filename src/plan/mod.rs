@@ -51,6 +51,10 @@ pub struct PlanOptions {
     /// running one next to its kept predecessor is rolled back, the others keep what they
     /// run. The caller decides for how long (the agent: while the resource backs off).
     pub failed_revisions: BTreeSet<(ResourceKey, String)>,
+    /// Canonical references this process pulled so recently that `pullPolicy: Always` does
+    /// not pull them again in this plan (a long-running caller's own re-plans would otherwise
+    /// pull on every pass; see `crate::agent::FreshPulls`). Empty for a one-shot `apply`.
+    pub fresh_pulls: BTreeSet<String>,
 }
 
 /// Plans the actions that take `observed` to `desired`.
@@ -63,7 +67,13 @@ pub struct PlanOptions {
 /// resource is undeclared or unreadable are removed only with `prune`.
 pub fn plan(desired: &DesiredState, observed: &ObservedState, options: &PlanOptions) -> Plan {
     let mut graph = Graph::default();
-    let images = images::plan_images(&mut graph, desired, observed, &options.owner);
+    let images = images::plan_images(
+        &mut graph,
+        desired,
+        observed,
+        &options.owner,
+        &options.fresh_pulls,
+    );
 
     let mut sorted: Vec<&ObservedContainer> = observed.containers.iter().collect();
     sorted.sort_by(|a, b| {

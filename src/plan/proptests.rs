@@ -416,6 +416,7 @@ fn options_for(w: &World) -> PlanOptions {
             .filter(|&i| w.resources[i].failed && !awaited_healthy(i))
             .filter_map(|i| Some((key(NAMES[i]), desired_hash(w, &desired, i)?)))
             .collect(),
+        fresh_pulls: BTreeSet::new(),
     }
 }
 

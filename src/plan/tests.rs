@@ -512,6 +512,24 @@ fn dead_container_is_replaced() {
 }
 
 #[test]
+fn pull_always_skips_references_pulled_moments_ago() {
+    let mut d = container("web");
+    d.image.pull_policy = PullPolicy::Always;
+    let state = desired([d.clone()]);
+    let observed = observed([matching(&d, 0, IMAGE_ID)]);
+    let reference = d.image.reference.clone();
+    assert_eq!(
+        lines(&plan(&state, &observed, &options())),
+        [format!("pull {reference}")]
+    );
+    let fresh = PlanOptions {
+        fresh_pulls: BTreeSet::from([reference]),
+        ..options()
+    };
+    assert!(plan(&state, &observed, &fresh).is_empty());
+}
+
+#[test]
 fn a_container_being_removed_is_left_to_the_daemon() {
     let d = container("web");
     // Docker 20.10 can list a finished removal for good: no name, state "removing".

@@ -26,6 +26,7 @@ pub fn options() -> PlanOptions {
         owner: OWNER.into(),
         prune: false,
         failed_revisions: BTreeSet::new(),
+        fresh_pulls: BTreeSet::new(),
     }
 }
 
