@@ -9,12 +9,16 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::fleet::{owned, verify, Fleet, Neighbours, Verdict};
-use common::{docker, dockwright, ensure_test_image, run, unique, TestOwner};
+use common::fleet::{owned, verify, Fleet, FleetImages, ImageSource, Neighbours, Verdict};
+use common::{
+    docker, dockwright, ensure_test_image, registry, require_registry, run, unique,
+    CountingProxy, TestOwner,
+};
 
 /// Suffix of the name a replica's previous container is kept under during a rolling update
 /// (`dockwright::plan::KEPT_SUFFIX`): such a container may exist between kill points.
@@ -49,89 +53,157 @@ fn seed() -> u64 {
         })
 }
 
-fn spawn_apply(dir: &Path, owner: &str, prune: bool) -> Child {
-    let mut cmd = dockwright();
-    cmd.args(["apply", "-f"]).arg(dir).args(["--owner", owner]);
-    if prune {
-        cmd.arg("--prune");
-    }
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+/// Where every `dockwright` run of the test talks to the daemon and keeps its state.
+struct Env<'a> {
+    dir: &'a Path,
+    owner: &'a TestOwner,
+    /// Every killed apply talks through it, so the test sees which pulls and builds are in
+    /// flight at the kill.
+    proxy: &'a CountingProxy,
+    /// `XDG_STATE_HOME`: the owner's pulled-image records.
+    state: &'a Path,
 }
 
-/// Runs apply and kills it with SIGKILL after `delay`, unless it finished first. True when
-/// the kill landed on a running process.
-fn kill_after(dir: &Path, owner: &str, prune: bool, delay: Duration) -> bool {
-    let mut child = spawn_apply(dir, owner, prune);
+impl Env<'_> {
+    fn dockwright(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = dockwright();
+        cmd.args(args)
+            .args(["--owner", self.owner.name()])
+            .env("XDG_STATE_HOME", self.state);
+        cmd
+    }
+
+    fn apply(&self, prune: bool) -> std::process::Command {
+        let dir = self.dir.to_str().unwrap();
+        let mut cmd = self.dockwright(&["apply", "-f", dir]);
+        if prune {
+            cmd.arg("--prune");
+        }
+        cmd
+    }
+}
+
+/// What a kill hit.
+#[derive(Default)]
+struct Kill {
+    /// The apply was still running (else it had finished first).
+    landed: bool,
+    /// Image pulls (`POST /images/create`) the daemon had not finished answering.
+    pulls: usize,
+    /// Image builds (`POST /build`) the daemon had not finished answering.
+    builds: usize,
+}
+
+/// Runs apply and kills it with SIGKILL after `delay`, unless it finished first; notes the
+/// pulls and builds in flight at that moment.
+fn kill_after(env: &Env<'_>, prune: bool, delay: Duration) -> Kill {
+    let mut child = env
+        .apply(prune)
+        .env("DOCKER_HOST", env.proxy.docker_host())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + delay;
     while Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
-            return false;
+            return Kill::default();
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    let pulls = env.proxy.open("POST", "/images/create");
+    let builds = env.proxy.open("POST", "/build");
     // `Child::kill` is SIGKILL on Unix: no destructor, no cleanup, no flushed state.
-    let killed = child.try_wait().unwrap().is_none() && child.kill().is_ok();
+    let landed = child.try_wait().unwrap().is_none() && child.kill().is_ok();
     child.wait().unwrap();
-    killed
+    if !landed {
+        return Kill::default();
+    }
+    Kill {
+        landed,
+        pulls,
+        builds,
+    }
 }
 
-struct Campaign<'a> {
-    name: &'a str,
+struct Campaign {
+    name: &'static str,
     trials: usize,
     kills: usize,
+    /// Kills that landed while at least one pull was in flight.
+    during_pulls: usize,
+    /// Kills that landed while at least one build was in flight.
+    during_builds: usize,
+}
+
+/// What one campaign does.
+struct Plan<'a> {
+    name: &'static str,
+    /// The state trial `i` applies (alternating states keeps work in flight: scale up, scale
+    /// down, create and remove interleave; new image revisions keep builds and pulls coming).
+    state: &'a dyn Fn(usize) -> Fleet,
+    /// Every state a container may come from between kills.
+    allowed: &'a [&'a Fleet],
+    /// `apply --prune`.
+    prune: bool,
+    /// Run `dockwright prune` after every trial (an operator reclaiming superseded images,
+    /// so a later trial pulls and builds from scratch again).
+    prune_images: bool,
+    kills_wanted: usize,
+    /// Kill delays in ms.
+    window: (u64, u64),
 }
 
 /// One campaign: applies until `kills_wanted` of them were killed (at most three times as
-/// many trials), each killed at a random point within `window` ms, trial
-/// `i` applying `states[i % states.len()]` (alternating states keeps work in flight: scale
-/// up, scale down, create and remove interleave), with safety checks after each kill; then an
-/// apply of `fleet` to completion and the full verification.
-#[allow(clippy::too_many_arguments)]
-async fn campaign<'a>(
-    name: &'a str,
+/// many trials), each killed at a random point within the window, trial `i` applying
+/// `state(i)`, with safety checks after each kill; then an apply of `state(trials)` to
+/// completion and the full verification. Returns the final state too.
+async fn campaign(
+    plan: &Plan<'_>,
     rng: &mut Rng,
-    dir: &Path,
-    owner: &TestOwner,
-    fleet: &Fleet,
-    states: &[&Fleet],
-    allowed: &[&Fleet],
+    env: &Env<'_>,
     neighbours: &Neighbours,
-    prune: bool,
-    kills_wanted: usize,
-    window: (u64, u64),
-) -> (Campaign<'a>, Verdict) {
+) -> (Campaign, Verdict, Fleet) {
     let d = docker().await;
-    let mut kills = 0;
-    let mut trials = 0;
+    let name = plan.name;
+    let mut c = Campaign {
+        name,
+        trials: 0,
+        kills: 0,
+        during_pulls: 0,
+        during_builds: 0,
+    };
     // Upper bound of the next delay: shrinks to what an uninterrupted apply took, so kills
     // keep landing once little work is left.
-    let mut upper = window.1;
-    while kills < kills_wanted && trials < kills_wanted * 3 {
-        let trial = trials;
-        trials += 1;
-        states[trial % states.len()].write(dir);
-        let delay = rng.between(window.0, upper.max(window.0));
+    let mut upper = plan.window.1;
+    let names: BTreeSet<String> = plan
+        .allowed
+        .iter()
+        .flat_map(|f| f.expected().into_keys())
+        .flat_map(|n| [format!("{n}{KEPT}"), n])
+        .collect();
+    while c.kills < plan.kills_wanted && c.trials < plan.kills_wanted * 3 {
+        let trial = c.trials;
+        c.trials += 1;
+        (plan.state)(trial).write(env.dir);
+        let delay = rng.between(plan.window.0, upper.max(plan.window.0));
         let started = Instant::now();
-        let killed = kill_after(dir, owner.name(), prune, Duration::from_millis(delay));
-        kills += usize::from(killed);
-        if !killed {
+        let kill = kill_after(env, plan.prune, Duration::from_millis(delay));
+        c.kills += usize::from(kill.landed);
+        c.during_pulls += usize::from(kill.pulls > 0);
+        c.during_builds += usize::from(kill.builds > 0);
+        if !kill.landed {
             upper = started.elapsed().as_millis() as u64;
         }
         eprintln!(
-            "{name} trial {trial}: {} after {delay} ms",
-            if killed { "SIGKILL" } else { "finished" }
+            "{name} trial {trial}: {} after {delay} ms ({} pulls, {} builds in flight)",
+            if kill.landed { "SIGKILL" } else { "finished" },
+            kill.pulls,
+            kill.builds
         );
         // Safety at every kill point: only names some declared state has, one container per
         // name, nothing unmanaged touched.
-        let names: std::collections::BTreeSet<String> = allowed
-            .iter()
-            .flat_map(|f| f.expected().into_keys())
-            .flat_map(|n| [format!("{n}{KEPT}"), n])
-            .collect();
-        for s in owned(&d, owner.name()).await {
+        for s in owned(&d, env.owner.name()).await {
             assert!(
                 names.contains(&s.name),
                 "{name} trial {trial}: container {} ({}) matches no declared replica",
@@ -144,30 +216,36 @@ async fn campaign<'a>(
             touched.is_empty(),
             "{name} trial {trial}: touched {touched:?}"
         );
+        if plan.prune_images {
+            let out = run(&mut env.dockwright(&["prune"]));
+            assert!(out.success(), "{name} trial {trial}: prune: {out}");
+        }
     }
-    fleet.write(dir);
-    let finish = run(dockwright()
-        .args(["apply", "-f"])
-        .arg(dir)
-        .args(["--owner", owner.name()])
-        .args(if prune { &["--prune"][..] } else { &[][..] }));
+    let fleet = (plan.state)(c.trials);
+    fleet.write(env.dir);
+    let finish = run(&mut env.apply(plan.prune));
     assert!(finish.success(), "{name}: the final apply failed: {finish}");
-    let verdict = verify(&d, owner.name(), fleet, dir).await;
-    (
-        Campaign {
-            name,
-            trials,
-            kills,
-        },
-        verdict,
-    )
+    let verdict = verify(&d, env.owner.name(), &fleet, env.dir).await;
+    (c, verdict, fleet)
 }
 
-fn report(c: &Campaign<'_>, v: &Verdict, neighbours: &Neighbours) -> usize {
+fn report(c: &Campaign, v: &Verdict, neighbours: &Neighbours) -> usize {
     let touched = neighbours.touched().len();
     println!(
-        "campaign {}: trials {}, faults injected {}, resources converged {}, objects lost {}, unmanaged objects touched {}",
-        c.name, c.trials, c.kills, v.converged, v.lost, touched
+        "campaign {}: trials {}, faults injected {}, resources converged {}, objects lost {}, unmanaged objects touched {} \
+         (containers {}, images {}; kills during pulls {}, during builds {}; prunable images left {}, build-cache images {})",
+        c.name,
+        c.trials,
+        c.kills,
+        v.converged + v.images_converged,
+        v.lost,
+        touched,
+        v.converged,
+        v.images_converged,
+        c.during_pulls,
+        c.during_builds,
+        v.prunable_images,
+        v.build_cache
     );
     assert!(
         v.problems.is_empty(),
@@ -182,57 +260,121 @@ fn report(c: &Campaign<'_>, v: &Verdict, neighbours: &Neighbours) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_points_converges_to_exactly_the_desired_state() {
     ensure_test_image().await;
+    require_registry(&registry());
     let seed = seed();
     println!("crash seed {seed} (replay: DOCKWRIGHT_CRASH_SEED={seed})");
     let mut rng = Rng(seed);
+    let prefix = unique("crash");
+    let state = tempfile::tempdir().unwrap();
+    let mut created = Fleet::new(&prefix, 100).with_images(4, 3);
+    created.state = Some(state.path().to_path_buf());
+    assert_eq!(created.containers(), 100);
+    // Dropped last: after the owner's containers are gone.
+    let mut images = FleetImages::new(&created);
+    images.push(&created, 2);
     let owner = TestOwner::new("crash");
     let dir = tempfile::tempdir().unwrap();
-    let prefix = unique("crash");
-    let created = Fleet::new(&prefix, 100);
-    assert_eq!(created.containers(), 100);
+    let proxy = CountingProxy::start();
+    let env = Env {
+        dir: dir.path(),
+        owner: &owner,
+        proxy: &proxy,
+        state: state.path(),
+    };
     let neighbours = Neighbours::create(&created);
+    let mut kills = 0;
+    let (mut during_pulls, mut during_builds) = (0, 0);
+    let mut tally = |c: &Campaign, v: &Verdict| {
+        during_pulls += c.during_pulls;
+        during_builds += c.during_builds;
+        kills += report(c, v, &neighbours);
+    };
 
-    // 1. From nothing: creates (some with files), starts, a one-shot, the volume and network.
-    let (c, v) = campaign(
-        "crash-create",
+    // 1. From nothing: builds and pulls, creates (some with files), starts, a one-shot, the
+    //    volume and network. The first kills land in the image phase.
+    let (c, v, created) = campaign(
+        &Plan {
+            name: "crash-create",
+            state: &|_| created.clone(),
+            allowed: &[&created],
+            prune: false,
+            prune_images: false,
+            kills_wanted: 12,
+            window: (30, 2500),
+        },
         &mut rng,
-        dir.path(),
-        &owner,
-        &created,
-        &[&created],
-        &[&created],
+        &env,
         &neighbours,
-        false,
-        12,
-        (30, 2500),
     )
     .await;
-    let mut kills = report(&c, &v, &neighbours);
+    tally(&c, &v);
 
-    // 2. A config change on every other member: recreates (remove, create, copy, start).
-    let mut changed = created.clone();
+    // 2. New image content every trial: every build's inputs change (a rebuild with a RUN
+    //    step), the registry tag of the pulled images moves between two versions (a pull with
+    //    a layer to download); their containers roll onto the new images. Superseded images
+    //    are pruned between trials, so pulls find nothing local to reuse.
+    let revised = |trial: usize| {
+        let mut f = created.clone();
+        for i in &mut f.images {
+            i.revision = match i.source {
+                ImageSource::Build => 2 + trial as u32,
+                ImageSource::Pull => 1 + (trial as u32 + 1) % 2,
+            };
+        }
+        f
+    };
+    let (c, v, imaged) = campaign(
+        &Plan {
+            name: "crash-images",
+            state: &revised,
+            allowed: &[&created],
+            prune: false,
+            prune_images: true,
+            kills_wanted: 8,
+            window: (30, 3000),
+        },
+        &mut rng,
+        &env,
+        &neighbours,
+    )
+    .await;
+    tally(&c, &v);
+    // What is left beyond the declared images is exactly what `dockwright prune` removes.
+    let out = run(&mut env.dockwright(&["prune"]));
+    assert!(out.success(), "prune: {out}");
+    let after = verify(&docker().await, owner.name(), &imaged, dir.path()).await;
+    assert!(after.problems.is_empty(), "after prune: {:#?}", after.problems);
+    assert_eq!(
+        after.prunable_images, 0,
+        "dockwright prune left images it owns"
+    );
+    assert_eq!(after.images_converged, imaged.images.len());
+
+    // 3. A config change on every other member: recreates (remove, create, copy, start).
+    let mut changed = imaged.clone();
     for (i, m) in changed.members.iter_mut().enumerate() {
         if i % 2 == 0 || m.files || m.one_shot {
             m.revision += 1;
         }
     }
-    let (c, v) = campaign(
-        "crash-recreate",
+    let (c, v, changed) = campaign(
+        &Plan {
+            name: "crash-recreate",
+            state: &|_| changed.clone(),
+            allowed: &[&imaged, &changed],
+            prune: false,
+            prune_images: false,
+            kills_wanted: 10,
+            window: (30, 2500),
+        },
         &mut rng,
-        dir.path(),
-        &owner,
-        &changed,
-        &[&changed],
-        &[&created, &changed],
+        &env,
         &neighbours,
-        false,
-        10,
-        (30, 2500),
     )
     .await;
-    kills += report(&c, &v, &neighbours);
+    tally(&c, &v);
 
-    // 3. Scale down (3 → 2 keeps names; 3 → 1 renames replica 0) and prune removed members,
+    // 4. Scale down (3 → 2 keeps names; 3 → 1 renames replica 0) and prune removed members,
     //    alternating with the way back (scale up, rename back, re-create the pruned).
     let mut shrunk = changed.clone();
     for (r, m) in shrunk
@@ -252,25 +394,39 @@ async fn sigkill_at_random_points_converges_to_exactly_the_desired_state() {
         .map(|m| m.name.clone())
         .collect();
     shrunk.members.retain(|m| !pruned.contains(&m.name));
-    let (c, v) = campaign(
-        "crash-scale-down-prune",
+    let (c, v, _) = campaign(
+        &Plan {
+            name: "crash-scale-down-prune",
+            state: &|trial| {
+                if trial % 2 == 0 {
+                    shrunk.clone()
+                } else {
+                    changed.clone()
+                }
+            },
+            allowed: &[&changed, &shrunk],
+            prune: true,
+            prune_images: false,
+            kills_wanted: 12,
+            window: (30, 1500),
+        },
         &mut rng,
-        dir.path(),
-        &owner,
-        &shrunk,
-        &[&shrunk, &changed],
-        &[&changed, &shrunk],
+        &env,
         &neighbours,
-        true,
-        12,
-        (30, 1500),
     )
     .await;
-    kills += report(&c, &v, &neighbours);
+    tally(&c, &v);
 
+    println!(
+        "crash total: faults injected {kills}, kills during pulls {during_pulls}, during builds {during_builds}"
+    );
     assert!(
         kills >= 30,
         "only {kills} kills landed on a running apply (seed {seed}): widen the windows"
+    );
+    assert!(
+        during_pulls + during_builds >= 3,
+        "only {during_pulls} kills during pulls and {during_builds} during builds (seed {seed})"
     );
 }
 
