@@ -27,8 +27,8 @@ pub const PULLED_TAG: &str = "stable";
 /// How an `Image` of the fleet reaches the daemon.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ImageSource {
-    /// Built from a context the fleet writes (`FROM` the test image, a `COPY` and a `RUN`
-    /// that takes a second), unique per prefix and revision, so no cache makes it instant.
+    /// Built from a context the fleet writes (`FROM` the test image, a `COPY` and a `RUN`,
+    /// each a step the daemon commits), unique per prefix and revision, so no cache makes it instant.
     Build,
     /// Pulled from the loopback registry: `<registry>/dwtest/<name>:stable`, with
     /// `updateInterval`, the tag pointed at the pushed version `v<revision>` by
@@ -90,7 +90,7 @@ impl FleetImage {
 fn dockerfile(prefix: &str, run: bool) -> String {
     let mut text = format!("FROM {TEST_IMAGE}\nLABEL {FLEET_LABEL}={prefix}\nCOPY stamp /stamp\n");
     if run {
-        text.push_str("RUN sleep 1 && cp /stamp /built\n");
+        text.push_str("RUN cp /stamp /built\n");
     }
     text
 }
@@ -511,6 +511,8 @@ pub struct Verdict {
     /// Images of the owner beyond the declared ones that `dockwright prune` removes: dangling
     /// (no tag), unused, built with the owner's label or recorded as pulled by it.
     pub prunable_images: usize,
+    /// Those images, described (for assertion messages).
+    pub prunable: Vec<String>,
     /// Untagged images of the fleet's builds with no dockwright label: the intermediate steps
     /// of builds killed midway (the daemon's build cache, which `docker image prune` reclaims;
     /// dockwright only owns what carries its label). Reported, not a problem.
@@ -788,17 +790,48 @@ async fn verify_images(
         vec![format!("{}={owner}", dockwright::labels::OWNER)],
     )]);
     let pulled_repo = format!("{}/dwtest/{}-", registry(), fleet.prefix);
-    let mut leftovers: BTreeMap<String, (Vec<String>, bool)> = BTreeMap::new();
+    let mut leftovers: BTreeMap<String, (Vec<String>, bool, String)> = BTreeMap::new();
+    let describe = |i: &bollard::models::ImageSummary| {
+        format!(
+            "{} created {} parent {} containers {} digests {:?} resource {:?}",
+            i.id,
+            i.created,
+            i.parent_id,
+            i.containers,
+            i.repo_digests,
+            i.labels.get(dockwright::labels::RESOURCE)
+        )
+    };
     for i in list(true, owner_filter).await.unwrap() {
-        leftovers.insert(i.id.clone(), (i.repo_tags.clone(), false));
+        leftovers.insert(i.id.clone(), (i.repo_tags.clone(), false, describe(&i)));
     }
     for i in &everything {
         if i.repo_digests.iter().any(|d| d.starts_with(&pulled_repo)) {
-            leftovers.insert(i.id.clone(), (i.repo_tags.clone(), true));
+            leftovers.insert(i.id.clone(), (i.repo_tags.clone(), true, describe(i)));
         }
     }
-    for (id, (tags, pulled)) in leftovers {
-        if current.contains(&id) {
+    // Intermediate images (a build's steps, `docker images -a`) go with the image on top of
+    // them: leave out the chains under the declared images and under every image a container
+    // uses, and every image with a child.
+    let all = list(true, HashMap::new()).await.unwrap();
+    let parent: HashMap<&str, &str> = all
+        .iter()
+        .filter(|i| !i.parent_id.is_empty())
+        .map(|i| (i.id.as_str(), i.parent_id.as_str()))
+        .collect();
+    let with_children: BTreeSet<&str> = parent.values().copied().collect();
+    let mut live: BTreeSet<&str> = BTreeSet::new();
+    for top in current.iter().chain(&used) {
+        let mut at = Some(top.as_str());
+        while let Some(id) = at {
+            if !live.insert(id) {
+                break;
+            }
+            at = parent.get(id).copied();
+        }
+    }
+    for (id, (tags, pulled, description)) in leftovers {
+        if live.contains(id.as_str()) || with_children.contains(id.as_str()) {
             continue;
         }
         let recorded = records.iter().any(|r| r.id == id);
@@ -816,6 +849,10 @@ async fn verify_images(
             ));
         } else {
             verdict.prunable_images += 1;
+            verdict.prunable.push(format!(
+                "{description}{}",
+                if pulled { " (pulled)" } else { "" }
+            ));
         }
     }
     let cache_filter = HashMap::from([
@@ -853,7 +890,7 @@ impl FleetImages {
     }
 
     /// Pushes versions `v1..=versions` of every pulled image of `fleet` to the registry, each
-    /// with a layer of its own (4 MB of random bytes, so a pull has something to download),
+    /// with a layer of its own (8 MB of random bytes, so a pull has something to download),
     /// then removes the local copies: an apply has to pull them.
     pub fn push(&mut self, fleet: &Fleet, versions: u32) {
         let jobs: Vec<_> = fleet
@@ -881,7 +918,7 @@ impl FleetImages {
 /// Builds and pushes version `v` of a pulled image: (local reference, repository, digest).
 fn push_version(prefix: &str, image: &FleetImage, v: u32) -> (String, String, String) {
     let ctx = tempfile::tempdir().unwrap();
-    let mut blob = vec![0u8; 4 << 20];
+    let mut blob = vec![0u8; 8 << 20];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut blob))
         .unwrap();
