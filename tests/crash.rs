@@ -538,3 +538,94 @@ async fn a_crash_between_create_and_file_copy_never_starts_a_container_without_i
     assert_eq!(now.len(), 1, "{now:?}");
     assert_eq!(now[0].id, first_id);
 }
+
+/// The narrowest window of a pull: the daemon has the image, and the apply is killed before it
+/// wrote down that it pulled it (held up by the proxy on the inspect that reads the pulled
+/// image's ID). The next apply pulls nothing (the image is there) but must still know that
+/// it pulled it: the record is what lets `apply --prune` remove the image once its resource
+/// is gone. Without it the image is left behind for good.
+#[tokio::test]
+async fn a_crash_between_a_pull_and_its_record_still_lets_prune_remove_the_image() {
+    ensure_test_image().await;
+    require_registry(&registry());
+    let state = tempfile::tempdir().unwrap();
+    let mut fleet = Fleet::new(&unique("crpull"), 0).with_images(0, 1);
+    fleet.state = Some(state.path().to_path_buf());
+    let mut images = FleetImages::new(&fleet);
+    images.push(&fleet, 1);
+    let owner = TestOwner::new("crash-pull");
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = CountingProxy::start();
+    let env = Env {
+        dir: dir.path(),
+        owner: &owner,
+        proxy: &proxy,
+        state: state.path(),
+    };
+    fleet.write(dir.path());
+    let reference = fleet.images[0].reference();
+
+    let pulled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen_pull = pulled.clone();
+    let name = fleet.images[0].name.clone();
+    proxy.set_fault_policy(move |r| {
+        use std::sync::atomic::Ordering;
+        if r.method == "POST" && r.path == "/images/create" {
+            seen_pull.store(true, Ordering::SeqCst);
+        } else if seen_pull.load(Ordering::SeqCst)
+            && r.method == "GET"
+            && r.path.starts_with("/images/")
+            && r.path.ends_with("/json")
+            && r.path.contains(&name)
+        {
+            return common::Fault::Delay(Duration::from_secs(60));
+        }
+        common::Fault::Forward
+    });
+    let mut child = env
+        .apply(false)
+        .env("DOCKER_HOST", proxy.docker_host())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = |proxy: &CountingProxy| {
+        pulled.load(std::sync::atomic::Ordering::SeqCst)
+            && proxy.open("POST", "/images/create") == 0
+            && proxy.open("GET", "/images/") > 0
+    };
+    while !held(&proxy) {
+        assert!(Instant::now() < deadline, "the apply never read the pulled image");
+        assert!(child.try_wait().unwrap().is_none(), "the apply ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let d = docker().await;
+    let id = d
+        .inspect_image(&reference)
+        .await
+        .expect("the daemon finished the pull before the kill")
+        .id
+        .unwrap_or_default();
+
+    // The next apply finds the image there: nothing to pull, everything converged.
+    let out = run(&mut env.apply(false));
+    assert!(out.success(), "{out}");
+    let verdict = verify(&d, owner.name(), &fleet, dir.path()).await;
+    assert!(verdict.problems.is_empty(), "{:#?}", verdict.problems);
+
+    // The resource goes: its pulled image goes with it.
+    Fleet {
+        images: Vec::new(),
+        ..fleet.clone()
+    }
+    .write(dir.path());
+    let out = run(&mut env.apply(true));
+    assert!(out.success(), "{out}");
+    assert!(
+        d.inspect_image(&id).await.is_err(),
+        "the image pulled before the crash is left behind: {out}"
+    );
+}
