@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use common::fleet::{owned, verify, Fleet, FleetImages, ImageSource, Neighbours, Verdict};
 use common::{
-    docker, dockwright, ensure_test_image, registry, require_registry, run, unique,
-    CountingProxy, TestOwner,
+    docker, dockwright, ensure_test_image, registry, require_registry, run, unique, CountingProxy,
+    TestOwner,
 };
 
 /// Suffix of the name a replica's previous container is kept under during a rolling update
@@ -379,7 +379,11 @@ async fn sigkill_at_random_points_converges_to_exactly_the_desired_state() {
     assert!(out.success(), "prune: {out}");
     eprintln!("prune after crash-images: {out}");
     let after = verify(&docker().await, owner.name(), &imaged, dir.path()).await;
-    assert!(after.problems.is_empty(), "after prune: {:#?}", after.problems);
+    assert!(
+        after.problems.is_empty(),
+        "after prune: {:#?}",
+        after.problems
+    );
     assert!(
         after.prunable.is_empty(),
         "dockwright prune left images it owns: {:#?} (before: {:#?})",
@@ -596,7 +600,10 @@ async fn a_crash_between_a_pull_and_its_record_still_lets_prune_remove_the_image
             && proxy.open("GET", "/images/") > 0
     };
     while !held(&proxy) {
-        assert!(Instant::now() < deadline, "the apply never read the pulled image");
+        assert!(
+            Instant::now() < deadline,
+            "the apply never read the pulled image"
+        );
         assert!(child.try_wait().unwrap().is_none(), "the apply ended early");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -342,8 +342,9 @@ impl Fleet {
                 }
                 ImageSource::Pull => {
                     let (addr, repo) = (registry(), image.repository());
-                    let version = super::get_manifest(&addr, &repo, &format!("v{}", image.revision))
-                        .unwrap_or_else(|e| panic!("{}: pushed version: {e}", image.name));
+                    let version =
+                        super::get_manifest(&addr, &repo, &format!("v{}", image.revision))
+                            .unwrap_or_else(|e| panic!("{}: pushed version: {e}", image.name));
                     let current = super::get_manifest(&addr, &repo, PULLED_TAG).ok();
                     if current.is_none_or(|c| c.digest != version.digest) {
                         super::put_manifest(&addr, &repo, PULLED_TAG, &version)
@@ -676,7 +677,9 @@ async fn verify_images(
     let tagged = |tags: &[String]| tags.iter().any(|t| !t.starts_with("<none>"));
     let everything = list(false, HashMap::new()).await.unwrap();
     let used: BTreeSet<String> = docker
-        .list_containers(Some(ListContainersOptionsBuilder::default().all(true).build()))
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default().all(true).build(),
+        ))
         .await
         .unwrap()
         .into_iter()
@@ -760,7 +763,11 @@ async fn verify_images(
                 let others = everything
                     .iter()
                     .filter(|i| i.id != id)
-                    .filter(|i| i.repo_tags.iter().any(|t| t.starts_with(&format!("{repo}:"))))
+                    .filter(|i| {
+                        i.repo_tags
+                            .iter()
+                            .any(|t| t.starts_with(&format!("{repo}:")))
+                    })
                     .count();
                 if others > 0 {
                     problems.push(format!("{others} other local tag(s) of {repo}"));
@@ -772,7 +779,10 @@ async fn verify_images(
                 .get(&s.name)
                 .is_some_and(|(m, _)| m.image.as_deref() == Some(image.name.as_str()));
             if runs_it && s.image_id != id {
-                problems.push(format!("container {} runs {} instead of {id}", s.name, s.image_id));
+                problems.push(format!(
+                    "container {} runs {} instead of {id}",
+                    s.name, s.image_id
+                ));
             }
         }
         if problems.is_empty() {
@@ -935,7 +945,13 @@ fn push_version(prefix: &str, image: &FleetImage, v: u32) -> (String, String, St
     .unwrap();
     let repo = image.repository();
     let reference = format!("{}/{repo}:v{v}", registry());
-    cli_ok(&["build", "-q", "-t", &reference, ctx.path().to_str().unwrap()]);
+    cli_ok(&[
+        "build",
+        "-q",
+        "-t",
+        &reference,
+        ctx.path().to_str().unwrap(),
+    ]);
     cli_ok(&["push", "-q", &reference]);
     let digest = super::get_manifest(&registry(), &repo, &format!("v{v}"))
         .unwrap_or_else(|e| panic!("{reference}: {e}"))

@@ -108,9 +108,7 @@ fn exchange(
         .and_then(|()| stream.write_all(body))
         .map_err(|e| e.to_string())?;
     let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .map_err(|e| e.to_string())?;
+    stream.read_to_end(&mut answer).map_err(|e| e.to_string())?;
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -168,7 +166,12 @@ pub fn get_manifest(addr: &str, repository: &str, reference: &str) -> Result<Man
 
 /// Points `tag` of `repository` at `manifest` (`PUT /v2/<repository>/manifests/<tag>`): moves
 /// a tag in the registry without any local image.
-pub fn put_manifest(addr: &str, repository: &str, tag: &str, manifest: &Manifest) -> Result<(), String> {
+pub fn put_manifest(
+    addr: &str,
+    repository: &str,
+    tag: &str,
+    manifest: &Manifest,
+) -> Result<(), String> {
     let path = format!("/v2/{repository}/manifests/{tag}");
     let (status, _, body) = exchange(
         addr,
