@@ -1,8 +1,26 @@
 //! Crash safety: `dockwright apply` is killed with SIGKILL at random points while it converges a
-//! fleet of 100 containers (creates with files, starts, a one-shot, then recreates after a
-//! config change, then scale-downs, renames and prunes); after every campaign an apply run to
-//! completion must leave exactly the declared containers — no duplicates, no orphans, files in
-//! place — and the unmanaged neighbours untouched.
+//! fleet of 100 containers and 7 `Image` resources (4 built from contexts the test writes, 3
+//! pulled from the loopback registry, run by about a quarter of the containers): builds and
+//! pulls from nothing, creates with files, starts, a one-shot; then new image content on every
+//! trial (rebuilds, a moved registry tag to pull, rollouts onto the new images); then
+//! recreates after a config change; then scale-downs, renames and prunes. After every campaign
+//! an apply run to completion must leave exactly the declared state — one container per
+//! replica, no orphans, files in place, every `Image` resolved to the one right image with its
+//! containers on it — and the unmanaged neighbours untouched.
+//!
+//! Every killed apply talks to the daemon through the counting proxy, which tells how many
+//! pulls (`POST /images/create`) and builds (`POST /build`) the daemon had not finished
+//! answering at the kill: the summary lines count the kills that hit one.
+//!
+//! Images left behind, by decision: superseded builds and pulls (dangling, unused, built with
+//! the owner's label or recorded as pulled) are what `dockwright prune` is for; `verify`
+//! counts them and the test prunes and checks that none is left. A build killed midway can
+//! leave the untagged images of its finished steps without any dockwright label: the daemon's
+//! build cache (reused by the next build of the same inputs, reclaimed by `docker image
+//! prune`), which dockwright does not own and never removes; they are counted as
+//! "build-cache images". The test's own guard removes every image it caused (all carry the
+//! `dwtest.fleet` label of the fleet's Dockerfiles) and the manifests it pushed, on failure
+//! too.
 //!
 //! The kill delays come from a seeded generator; the seed is printed, and
 //! `DOCKWRIGHT_CRASH_SEED=<seed>` replays a run.
@@ -211,7 +229,7 @@ async fn campaign(
         c.trials += 1;
         (plan.state)(trial).write(env.dir);
         let (delay, after_pull) = match plan.during_pulls {
-            Some((low, high)) if trial % 2 == 0 => (rng.between(low, high), true),
+            Some((low, high)) if trial.is_multiple_of(2) => (rng.between(low, high), true),
             _ => (rng.between(plan.window.0, upper.max(plan.window.0)), false),
         };
         let started = Instant::now();

@@ -85,6 +85,9 @@ fn v2_status(addr: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("not HTTP: {:?}", String::from_utf8_lossy(&head)))
 }
 
+/// An HTTP answer: status, headers (lowercased names), body.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// One HTTP/1.0 exchange with the open registry at `addr` (no auth): returns the status, the
 /// headers (lowercased names) and the body. Enough for the few manifest calls tests make.
 fn exchange(
@@ -93,7 +96,7 @@ fn exchange(
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
+) -> Result<Answer, String> {
     let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
