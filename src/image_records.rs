@@ -3,6 +3,13 @@
 //! read by `apply --prune` and `dockwright prune`; images dockwright built carry labels and
 //! need no record. A lost file only means fewer removals: nothing is removed without a record.
 //!
+//! A pull is recorded in two steps, so a crash between the daemon finishing it and the
+//! record being written loses nothing: [`ImageRecords::begin_pull`] notes the pull and the
+//! image the reference named before it, [`ImageRecords::finish_pull`] turns the note into
+//! the record. A note left by a killed process is settled by the next observation
+//! ([`ImageRecords::settle`]): when the reference names another image than before the pull,
+//! that image is recorded as pulled; else the pull never finished and the note is dropped.
+//!
 //! Location: `$XDG_STATE_HOME/dockwright/<owner>/` (default `~/.local/state/...`), one file
 //! per concern (`images.json` here, `updates.json` for [`crate::updates`]). Writes are
 //! atomic (temp file + rename) under an exclusive lock on `lock`, so an `apply` and an agent
@@ -115,6 +122,21 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Sta
 struct RecordsFile {
     #[serde(default)]
     pulled: Vec<ImageRecord>,
+    /// Pulls begun and not known to be finished.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pending: Vec<PendingPull>,
+}
+
+/// A pull dockwright started: settled into an [`ImageRecord`] when it finished, dropped when
+/// it did not.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PendingPull {
+    /// The resource the pull serves.
+    pub resource: crate::desired::ResourceKey,
+    /// Canonical reference pulled.
+    pub reference: String,
+    /// The image ID the reference named before the pull (`None`: not present).
+    pub before: Option<String>,
 }
 
 /// The pulled-image records of one owner. Shared by the runner (writes after pulls and image
@@ -158,21 +180,92 @@ impl ImageRecords {
         })
     }
 
+    /// Notes a pull about to start (before the daemon is asked), replacing an earlier note of
+    /// the same resource and reference.
+    pub fn begin_pull(&self, pending: PendingPull) -> Result<(), StateError> {
+        self.update_file(|file| {
+            file.pending
+                .retain(|p| (&p.resource, &p.reference) != (&pending.resource, &pending.reference));
+            file.pending.push(pending);
+        })
+    }
+
+    /// Records a finished pull and drops its note.
+    pub fn finish_pull(&self, record: ImageRecord) -> Result<(), StateError> {
+        self.update_file(|file| {
+            file.pending
+                .retain(|p| (&p.resource, &p.reference) != (&record.resource, &record.reference));
+            if !file.pulled.contains(&record) {
+                file.pulled.push(record);
+            }
+        })
+    }
+
+    /// Settles the notes of pulls whose process ended before [`Self::finish_pull`]:
+    /// `resolve` gives the image a reference names now. A reference that names another image
+    /// than before its pull was pulled (the daemon finished it): that image is recorded. Any
+    /// other note is dropped. Returns the records added; writes only when there were notes.
+    ///
+    /// Call it before a pass is planned, with no pull of this owner running: a note of a pull
+    /// still running elsewhere is dropped here, and that pull's own `finish_pull` records it.
+    pub fn settle(
+        &self,
+        resolve: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<ImageRecord>, StateError> {
+        let file: RecordsFile = read_json(&self.file())?;
+        if file.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut added = Vec::new();
+        self.update_file(|file| {
+            for pending in std::mem::take(&mut file.pending) {
+                let Some(now) = resolve(&pending.reference) else {
+                    continue;
+                };
+                if pending.before.as_deref() == Some(now.as_str()) {
+                    continue;
+                }
+                let record = ImageRecord {
+                    resource: pending.resource,
+                    reference: pending.reference,
+                    id: now,
+                };
+                if !file.pulled.contains(&record) {
+                    file.pulled.push(record.clone());
+                    added.push(record);
+                }
+            }
+        })?;
+        Ok(added)
+    }
+
     /// Drops every record of an image ID (after it was removed).
     pub fn forget(&self, id: &str) -> Result<(), StateError> {
         self.update(|records| records.retain(|r| r.id != id))
     }
 
     fn update(&self, change: impl FnOnce(&mut Vec<ImageRecord>)) -> Result<(), StateError> {
+        self.update_file(|file| change(&mut file.pulled))
+    }
+
+    fn update_file(&self, change: impl FnOnce(&mut RecordsFile)) -> Result<(), StateError> {
         let _held = self.guard.lock().unwrap_or_else(|p| p.into_inner());
         with_lock(&self.dir, || {
             let path = self.file();
             let mut file: RecordsFile = read_json(&path)?;
-            change(&mut file.pulled);
+            change(&mut file);
             file.pulled.sort();
             file.pulled.dedup();
+            file.pending.sort();
+            file.pending.dedup();
             write_json(&path, &file)
         })
+    }
+
+    /// The notes of pulls not known to be finished.
+    pub fn pending(&self) -> Result<Vec<PendingPull>, StateError> {
+        let file: RecordsFile = read_json(&self.file())?;
+        Ok(file.pending)
     }
 }
 
@@ -204,6 +297,73 @@ mod tests {
         );
         again.forget("sha256:1").unwrap();
         assert_eq!(records.load().unwrap(), vec![record("b", "sha256:2")]);
+    }
+
+    fn pending(name: &str, before: Option<&str>) -> PendingPull {
+        PendingPull {
+            resource: ResourceKey::new(Kind::Image, "default", name),
+            reference: format!("r.io/{name}:1"),
+            before: before.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_finished_pull_is_recorded_and_its_note_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = ImageRecords::new(dir.path());
+        records.begin_pull(pending("a", None)).unwrap();
+        assert_eq!(records.pending().unwrap(), vec![pending("a", None)]);
+        records.finish_pull(record("a", "sha256:1")).unwrap();
+        assert!(records.pending().unwrap().is_empty());
+        assert_eq!(records.load().unwrap(), vec![record("a", "sha256:1")]);
+        // Nothing to settle: no write, no change.
+        assert!(records.settle(|_| None).unwrap().is_empty());
+        assert_eq!(records.load().unwrap(), vec![record("a", "sha256:1")]);
+    }
+
+    /// A process killed after the daemon finished the pull and before `finish_pull` left a
+    /// note; the next observation records the image the reference names now.
+    #[test]
+    fn a_pull_cut_short_by_a_crash_is_recorded_when_the_reference_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = ImageRecords::new(dir.path());
+        records.begin_pull(pending("missing", None)).unwrap();
+        records
+            .begin_pull(pending("moved", Some("sha256:old")))
+            .unwrap();
+        records
+            .begin_pull(pending("same", Some("sha256:same")))
+            .unwrap();
+        records.begin_pull(pending("never", None)).unwrap();
+        let now = |reference: &str| match reference {
+            "r.io/missing:1" => Some("sha256:new1".to_string()),
+            "r.io/moved:1" => Some("sha256:new2".to_string()),
+            "r.io/same:1" => Some("sha256:same".to_string()),
+            _ => None,
+        };
+        let added = ImageRecords::new(dir.path()).settle(now).unwrap();
+        let want = vec![
+            record("missing", "sha256:new1"),
+            record("moved", "sha256:new2"),
+        ];
+        assert_eq!(added, want);
+        assert_eq!(records.load().unwrap(), want);
+        // Every note is settled: the unchanged and the unfinished pulls are forgotten.
+        assert!(records.pending().unwrap().is_empty());
+        assert!(records.settle(now).unwrap().is_empty());
+    }
+
+    #[test]
+    fn files_without_notes_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("images.json"),
+            r#"{"pulled": [{"resource": {"kind": "Image", "namespace": "default", "name": "a"}, "reference": "r.io/a:1", "id": "sha256:1"}]}"#,
+        )
+        .unwrap();
+        let records = ImageRecords::new(dir.path());
+        assert_eq!(records.load().unwrap(), vec![record("a", "sha256:1")]);
+        assert!(records.pending().unwrap().is_empty());
     }
 
     #[test]

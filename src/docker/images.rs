@@ -105,7 +105,9 @@ fn refusal(target: &str, error: &bollard::errors::Error) -> ActionError {
 
 /// The observation for image-aware passes: the two list calls of [`Docker::observe`], plus
 /// the registry digests due (checked before the pass), and — only when `prune` is set — the
-/// image users (one more list call) and the pulled-image records. Owned by one `apply`,
+/// image users (one more list call) and the pulled-image records. With records, the notes of
+/// pulls an earlier process began and never recorded are settled first (see
+/// [`ImageRecords::settle`]). Owned by one `apply`,
 /// `diff` or `prune`; the agent builds one per pass.
 #[derive(Debug)]
 pub struct ImageObserver {
@@ -124,6 +126,18 @@ impl crate::converge::Observe for ImageObserver {
     async fn observe(&self, owner: &str) -> crate::Result<ObservedState> {
         let mut observed = self.docker.observe(owner).await?;
         observed.images.registry_digests = self.registry_digests.clone();
+        if let Some(records) = &self.records {
+            // Pulls a killed process left unrecorded, now that the images are known.
+            let resolve = |reference: &str| observed.images.resolve(reference).map(str::to_string);
+            match records.settle(resolve) {
+                Ok(added) => {
+                    for r in added {
+                        tracing::info!(reference = %r.reference, image = %r.id, resource = %r.resource, "recorded a pull an earlier run finished");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot settle the pulled-image records"),
+            }
+        }
         if self.prune {
             observed.images.users = Some(self.docker.image_users().await?);
             if let Some(records) = &self.records {

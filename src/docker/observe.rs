@@ -99,6 +99,9 @@ fn observed_container(c: ContainerSummary) -> Option<ObservedContainer> {
     // Empty only for a removal that already gave up its name (see `plan`).
     let name = primary_name(c.names.as_deref().unwrap_or_default()).unwrap_or_default();
     let labels = c.labels.unwrap_or_default();
+    if is_build_step(&labels) {
+        return None;
+    }
     let status = c.status.unwrap_or_default();
     let state_text = c.state.map(|s| s.to_string()).unwrap_or_default();
     let state = RunState::parse(&state_text).unwrap_or_else(|| {
@@ -140,6 +143,17 @@ fn observed_container(c: ContainerSummary) -> Option<ObservedContainer> {
         name,
         id,
     })
+}
+
+/// A container the daemon made for a step of one of our builds, not one dockwright created:
+/// the classic builder turns the build's labels into `LABEL` steps, each run in a container
+/// made from the config built so far, so such a container carries the build hash and maybe
+/// the owner (what the owner filter finds) but neither the `Image` resource yet nor a spec
+/// hash, which only dockwright's own containers have. Without a resource label it would
+/// count as an orphan, and `--prune` would remove it under the build (or race the daemon's
+/// own cleanup after a killed build). The daemon removes it when the step ends.
+fn is_build_step(labels: &HashMap<String, String>) -> bool {
+    labels.contains_key(labels::BUILD_HASH) && !labels.contains_key(labels::SPEC_HASH)
 }
 
 /// The container's own name: `/web`, not a legacy link alias like `/other/web`.
@@ -322,6 +336,42 @@ mod tests {
             "docker.io/library/busybox",
             "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
         ));
+    }
+
+    #[test]
+    fn containers_of_build_steps_are_not_observed() {
+        let label_map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>()
+        };
+        let container = |pairs: &[(&str, &str)]| ContainerSummary {
+            id: Some("c1".into()),
+            names: Some(vec!["/eager_turing".into()]),
+            state: Some(bollard::models::ContainerSummaryStateEnum::CREATED),
+            labels: Some(label_map(pairs)),
+            ..Default::default()
+        };
+        // A `LABEL` step's container after the build hash and owner steps, before the
+        // resource one: dropped, not taken for an orphan of the owner.
+        let step = container(&[(labels::BUILD_HASH, "sha256:1"), (labels::OWNER, "o")]);
+        assert!(observed_container(step).is_none());
+        // A managed container created from a built image inherits the image's labels, the
+        // build hash too; its spec hash says it is ours.
+        let managed = container(&[
+            (labels::BUILD_HASH, "sha256:1"),
+            (labels::OWNER, "o"),
+            (labels::RESOURCE, "Container/default/web"),
+            (labels::SPEC_HASH, "sha256:2"),
+        ]);
+        let observed = observed_container(managed).expect("a managed container");
+        assert_eq!(
+            observed.resource.map(|r| r.to_string()).as_deref(),
+            Some("Container/default/web")
+        );
+        // Without resource label nor build hash: still observed (pruned as unreadable).
+        assert!(observed_container(container(&[(labels::OWNER, "o")])).is_some());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::{build, conflict, ensure, images, pull, registry, wait, Docker};
 use crate::credentials::Credentials;
 use crate::desired::RegistryAuth;
 use crate::execute::{ActionError, ActionRunner, ErrorKind};
-use crate::image_records::ImageRecords;
+use crate::image_records::{ImageRecords, PendingPull};
 use crate::observed::ImageRecord;
 use crate::plan::{Action, CreateSpec, PlannedAction};
 
@@ -134,7 +134,10 @@ impl DockerRunner {
             .map_err(|e| ActionError::new(ErrorKind::Io, format!("{what} {reference}: {e}")))
     }
 
-    /// Pulls and records the pull for the resource it served.
+    /// Pulls and records the pull for the resource it served: noted before the daemon is
+    /// asked (with the image the reference named then), recorded once the pulled image's ID
+    /// is read, so a crash in between leaves a note the next pass settles (see
+    /// [`crate::image_records`]).
     async fn pull(
         &self,
         planned: &PlannedAction,
@@ -142,6 +145,27 @@ impl DockerRunner {
         auth: Option<&RegistryAuth>,
     ) -> Result<(), ActionError> {
         let credentials = self.credentials_for("pull", reference, auth)?;
+        let image_id = |reference: &str| {
+            let reference = reference.to_string();
+            async move {
+                self.docker
+                    .client
+                    .inspect_image(&reference)
+                    .await
+                    .ok()
+                    .and_then(|i| i.id)
+            }
+        };
+        if let Some(records) = &self.records {
+            let pending = PendingPull {
+                resource: planned.resource.clone(),
+                reference: reference.to_string(),
+                before: image_id(reference).await,
+            };
+            if let Err(e) = records.begin_pull(pending) {
+                tracing::warn!(error = %e, reference, "could not note the pull; a crash before it is recorded leaves the image unrecorded");
+            }
+        }
         pull::pull(
             &self.docker,
             reference,
@@ -150,21 +174,14 @@ impl DockerRunner {
         )
         .await?;
         if let Some(records) = &self.records {
-            match self
-                .docker
-                .client
-                .inspect_image(reference)
-                .await
-                .ok()
-                .and_then(|i| i.id)
-            {
+            match image_id(reference).await {
                 Some(id) => {
                     let record = ImageRecord {
                         resource: planned.resource.clone(),
                         reference: reference.to_string(),
                         id,
                     };
-                    if let Err(e) = records.add(record) {
+                    if let Err(e) = records.finish_pull(record) {
                         tracing::warn!(error = %e, reference, "could not record the pull; --prune will not remove this image");
                     }
                 }

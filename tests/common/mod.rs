@@ -22,7 +22,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use image::{ensure_test_image, ensure_test_image_blocking, TEST_IMAGE};
 pub use owner::{TestOwner, OWNER_PREFIX};
 pub use proxy::{CountingProxy, Fault, FaultPolicy, RequestInfo};
-pub use registry::{auth_registry, registry, require_registry, AuthRegistry};
+pub use registry::{
+    auth_registry, delete_manifest, get_manifest, put_manifest, registry, require_registry,
+    AuthRegistry, Manifest,
+};
 
 /// `prefix-xxxxxxxx`: a name no other test (or earlier run) uses. The suffix mixes a per-process
 /// random key, the clock, the pid and a counter, so parallel tests and parallel test binaries

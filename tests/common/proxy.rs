@@ -52,6 +52,38 @@ pub enum Fault {
     DropAfter,
 }
 
+/// Counts one request as open from its arrival until dropped: with the handler (early
+/// answers, dropped connections) or with the response body (once delivered or cut).
+struct OpenGuard {
+    shared: Arc<Shared>,
+    key: (String, String),
+}
+
+impl OpenGuard {
+    fn new(shared: Arc<Shared>, key: (String, String)) -> Self {
+        *shared
+            .open
+            .lock()
+            .expect("proxy open lock")
+            .entry(key.clone())
+            .or_default() += 1;
+        Self { shared, key }
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.shared.open.lock() {
+            if let Some(n) = open.get_mut(&self.key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.remove(&self.key);
+                }
+            }
+        }
+    }
+}
+
 /// The error that makes hyper close a downstream connection without answering.
 #[derive(Debug)]
 struct Dropped;
@@ -74,6 +106,8 @@ type ProxyBody = BoxBody<Bytes, hyper::Error>;
 struct Shared {
     upstream: PathBuf,
     log: Mutex<Vec<(String, String)>>,
+    /// Requests whose answer has not been delivered in full yet: (method, path) → count.
+    open: Mutex<std::collections::BTreeMap<(String, String), usize>>,
     policy: Mutex<Option<FaultPolicy>>,
 }
 
@@ -114,6 +148,7 @@ impl CountingProxy {
         let shared = Arc::new(Shared {
             upstream: upstream.to_path_buf(),
             log: Mutex::new(Vec::new()),
+            open: Mutex::new(std::collections::BTreeMap::new()),
             policy: Mutex::new(None),
         });
         let (tx, rx) = oneshot::channel();
@@ -182,6 +217,21 @@ impl CountingProxy {
             .iter()
             .filter(|(m, p)| m == method && p == path)
             .count()
+    }
+
+    /// How many requests with this method and a path starting with `prefix` are open now:
+    /// seen by the proxy, their answer not yet delivered in full (a build or pull streaming
+    /// its progress, a request the daemon still works on). Ends when the answer's last byte
+    /// was handed on, or when either side closed the connection.
+    pub fn open(&self, method: &str, prefix: &str) -> usize {
+        self.shared
+            .open
+            .lock()
+            .expect("proxy open lock")
+            .iter()
+            .filter(|((m, p), _)| m == method && p.starts_with(prefix))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// Forget the requests recorded so far.
@@ -263,6 +313,7 @@ async fn handle(
         .lock()
         .expect("proxy log lock")
         .push((info.method.clone(), info.path.clone()));
+    let guard = OpenGuard::new(shared.clone(), (info.method.clone(), info.path.clone()));
 
     let policy = shared.policy.lock().expect("proxy policy lock").clone();
     let fault = policy.map_or(Fault::Forward, |p| p(&info));
@@ -340,5 +391,12 @@ async fn handle(
             });
         }
     }
-    Ok(resp.map(|body| body.boxed()))
+    // The guard goes with the body: the request stays open until its answer is delivered.
+    Ok(resp.map(|body| {
+        body.map_frame(move |frame| {
+            let _held = &guard;
+            frame
+        })
+        .boxed()
+    }))
 }

@@ -84,3 +84,124 @@ fn v2_status(addr: &str) -> Result<u16, String> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("not HTTP: {:?}", String::from_utf8_lossy(&head)))
 }
+
+/// An HTTP answer: status, headers (lowercased names), body.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// One HTTP/1.0 exchange with the open registry at `addr` (no auth): returns the status, the
+/// headers (lowercased names) and the body. Enough for the few manifest calls tests make.
+fn exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Answer, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body))
+        .map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).map_err(|e| e.to_string())?;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP head in {:?}", String::from_utf8_lossy(&answer)))?;
+    let head = String::from_utf8_lossy(&answer[..split]).to_string();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status in {head:?}"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok((status, headers, answer[split + 4..].to_vec()))
+}
+
+/// A manifest as the registry serves it.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    /// `Content-Type` (the manifest's media type).
+    pub media_type: String,
+    /// `Docker-Content-Digest`.
+    pub digest: String,
+    /// The manifest bytes.
+    pub body: Vec<u8>,
+}
+
+const MANIFEST_TYPES: &str = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
+
+/// `GET /v2/<repository>/manifests/<reference>` on the open registry at `addr`.
+pub fn get_manifest(addr: &str, repository: &str, reference: &str) -> Result<Manifest, String> {
+    let path = format!("/v2/{repository}/manifests/{reference}");
+    let (status, headers, body) = exchange(addr, "GET", &path, &[("Accept", MANIFEST_TYPES)], &[])?;
+    if status != 200 {
+        return Err(format!(
+            "GET {path}: {status} {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    Ok(Manifest {
+        media_type: header("content-type"),
+        digest: header("docker-content-digest"),
+        body,
+    })
+}
+
+/// Points `tag` of `repository` at `manifest` (`PUT /v2/<repository>/manifests/<tag>`): moves
+/// a tag in the registry without any local image.
+pub fn put_manifest(
+    addr: &str,
+    repository: &str,
+    tag: &str,
+    manifest: &Manifest,
+) -> Result<(), String> {
+    let path = format!("/v2/{repository}/manifests/{tag}");
+    let (status, _, body) = exchange(
+        addr,
+        "PUT",
+        &path,
+        &[("Content-Type", &manifest.media_type)],
+        &manifest.body,
+    )?;
+    if status != 201 {
+        return Err(format!(
+            "PUT {path}: {status} {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    Ok(())
+}
+
+/// Deletes the manifest `digest` of `repository` (and so every tag naming it); a manifest
+/// already gone is fine. Blobs stay until the registry's garbage collection.
+pub fn delete_manifest(addr: &str, repository: &str, digest: &str) -> Result<(), String> {
+    let path = format!("/v2/{repository}/manifests/{digest}");
+    let (status, _, body) = exchange(addr, "DELETE", &path, &[], &[])?;
+    if status != 202 && status != 404 {
+        return Err(format!(
+            "DELETE {path}: {status} {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    Ok(())
+}
