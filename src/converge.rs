@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use crate::desired::{DesiredState, ResourceKey};
 use crate::execute::{execute, ActionReport, ActionRunner, ExecuteOptions, Outcome};
 use crate::observed::ObservedState;
-use crate::plan::{self, Blocked, Plan, PlanOptions, Reason};
+use crate::plan::{self, Action, Blocked, Plan, PlanOptions};
 
 /// Reads the daemon's current state for one owner.
 #[async_trait]
@@ -102,6 +102,19 @@ pub async fn plan_only<O: Observe + ?Sized>(
     Ok((plan, observed))
 }
 
+/// True when `reports` (executed from `plan`) built or pulled an image: the containers kept
+/// on what the reference named before — a rebuild, a new digest, an `Image` whose `ref`
+/// moved to a tag not present yet — can only be planned once the next round observes the
+/// new ID.
+pub fn image_arrived(plan: &Plan, reports: &[ActionReport]) -> bool {
+    reports.iter().any(|r| {
+        r.outcome == Outcome::Succeeded
+            && plan.actions.get(r.id).is_some_and(|a| {
+                matches!(a.action, Action::PullImage { .. } | Action::BuildImage(_))
+            })
+    })
+}
+
 /// Converges the daemon towards `desired`.
 pub async fn converge<O, R>(
     daemon: &O,
@@ -147,17 +160,13 @@ where
         )
         .await;
         let deferred = outcomes.iter().any(|r| r.outcome == Outcome::Deferred);
-        // A rebuilt image or a new digest pulled: the containers kept on the old image are
-        // recreated once the next round observes the new ID.
-        let image_changed = outcomes.iter().any(|r| {
-            r.outcome == Outcome::Succeeded
-                && plan.actions.get(r.id).is_some_and(|a| {
-                    matches!(
-                        a.reason,
-                        Reason::BuildChanged { .. } | Reason::NewDigest { .. }
-                    )
-                })
-        });
+        let image_changed = image_arrived(&plan, &outcomes);
+        // Pulled in this run: `Always` does not pull them again in the next round.
+        plan_opts
+            .fresh_pulls
+            .extend(crate::agent::fresh_pulls::pulled_references(
+                &plan, &outcomes,
+            ));
         let unfit = plan::unfit_revisions(&plan, |id| {
             outcomes
                 .iter()

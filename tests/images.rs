@@ -644,3 +644,57 @@ async fn prune_removes_unused_images_of_gone_resources_and_keeps_those_in_use() 
     assert!(exists(&foreign));
     assert!(exists(TEST_IMAGE));
 }
+
+#[tokio::test]
+async fn prune_removes_the_old_pull_of_a_resource_that_moved_to_another_tag() {
+    let Some(reg) =
+        open_registry("prune_removes_the_old_pull_of_a_resource_that_moved_to_another_tag")
+    else {
+        return;
+    };
+    ensure_test_image().await;
+    let work = Work::new("img-moved");
+    let repo = format!("{reg}/dwtest/{}", unique("moved"));
+    let (v1, v2) = (format!("{repo}:1"), format!("{repo}:2"));
+    let _cleanup = RemoveImages(vec![v1.clone(), v2.clone()]);
+    // Two images of their own in the registry (containers of other tests run the test
+    // image's ID, which keeps any image of that ID), neither left locally.
+    let dockerfile = work.manifests().join("Dockerfile");
+    for (version, reference) in [(1, &v1), (2, &v2)] {
+        write(
+            &dockerfile,
+            &format!("FROM {TEST_IMAGE}\nLABEL version={version}-{repo}\n"),
+        );
+        let (file, context) = (
+            dockerfile.display().to_string(),
+            work.manifests().display().to_string(),
+        );
+        docker_ok(&["build", "-q", "-t", reference, "-f", &file, &context]);
+        docker_ok(&["push", reference]);
+    }
+    std::fs::remove_file(&dockerfile).unwrap();
+    docker_ok(&["rmi", &v1, &v2]);
+
+    let app = unique("moved-app");
+    let declare = |reference: &str| {
+        work.declare(&format!(
+            "{}{}",
+            image_manifest("db", reference, ""),
+            container_manifest(&app, "db", "")
+        ))
+    };
+    declare(&v1);
+    work.apply_ok(&[]);
+    let old = image_id(&v1);
+    assert_eq!(container_image(&app), old);
+
+    // The resource stays, under another tag: without --prune the old pull stays too.
+    declare(&v2);
+    let out = work.apply_ok(&[]);
+    assert_eq!(container_image(&app), image_id(&v2), "{out}");
+    assert!(exists(&old), "{out}");
+    let out = work.apply_ok(&["--prune"]);
+    assert!(out.contains("remove-image"), "{out}");
+    assert!(!exists(&old), "{out}");
+    assert!(exists(&v2) && exists(TEST_IMAGE));
+}

@@ -8,7 +8,7 @@
 pub mod backoff;
 mod bounded;
 mod client;
-mod fresh_pulls;
+pub(crate) mod fresh_pulls;
 mod revisions;
 mod status;
 mod triggers;

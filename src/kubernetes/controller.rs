@@ -777,15 +777,7 @@ async fn apply_container(
         let verdict = GroupVerdict::of(&mine, &done);
         let rolling_back = ctx.note_unfit(&verdict);
         let deferred = done.iter().any(|r| r.outcome == Outcome::Deferred);
-        let image_changed = done.iter().any(|r| {
-            r.outcome == Outcome::Succeeded
-                && mine.actions.get(r.id).is_some_and(|a| {
-                    matches!(
-                        a.reason,
-                        Reason::BuildChanged { .. } | Reason::NewDigest { .. }
-                    )
-                })
-        });
+        let image_changed = crate::converge::image_arrived(&mine, &done);
         // This object's own failure first, else the failure of an image it needs.
         failure = failure.or_else(|| {
             verdict

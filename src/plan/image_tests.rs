@@ -347,6 +347,70 @@ fn prune_removes_only_the_recorded_tag_of_a_pulled_image_and_never_a_declared_on
 }
 
 #[test]
+fn prune_removes_what_a_still_declared_resource_no_longer_names() {
+    // A container moved from db:2 (pulled and recorded for it) to db:3.
+    const OLD: &str = "127.0.0.1:5000/lib/db:2";
+    const NEW: &str = "127.0.0.1:5000/lib/db:3";
+    let db = container("db").image(NEW, PullPolicy::IfNotPresent);
+    let mut observed = ObservedState::default();
+    local_image(&mut observed, OLD, "sha256:old", None, &[]);
+    local_image(&mut observed, NEW, "sha256:new", None, &[]);
+    observed.images.users = users(&[]);
+    observed.images.records.push(ImageRecord {
+        resource: db.key.clone(),
+        reference: OLD.into(),
+        id: "sha256:old".into(),
+    });
+    let state = desired([db.clone()]);
+    let pruned = |p: &Plan| {
+        lines(p)
+            .into_iter()
+            .filter(|l| l.starts_with("remove-image"))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        pruned(&plan(&state, &observed, &options())).is_empty(),
+        "only with --prune"
+    );
+    assert_eq!(
+        pruned(&plan(&state, &observed, &pruning())),
+        [format!("remove-image {OLD}")]
+    );
+    // While the resource still names it, or anything else declares it: kept.
+    let back = desired([container("db").image(OLD, PullPolicy::IfNotPresent)]);
+    assert!(pruned(&plan(&back, &observed, &pruning())).is_empty());
+    let other = desired([db, container("x").image(OLD, PullPolicy::IfNotPresent)]);
+    assert!(pruned(&plan(&other, &observed, &pruning())).is_empty());
+
+    // An Image resource whose ref moved from web:1 to web:2: its old build goes, tags and all.
+    let mut moved = built_image(&[], false);
+    moved.reference = "127.0.0.1:5000/team/web:2".into();
+    let mut observed = ObservedState::default();
+    local_image(&mut observed, WEB, "sha256:img", Some(HASH), &[]);
+    observed.images.users = users(&[]);
+    let state = with_image(DesiredState::default(), moved);
+    assert_eq!(
+        pruned(&plan(&state, &observed, &pruning())),
+        [format!("remove-image {WEB}")]
+    );
+    // Still its ref: kept; dangling (no tags left): `dockwright prune`'s, not this.
+    let state = with_image(DesiredState::default(), built_image(&[], false));
+    assert!(pruned(&plan(&state, &observed, &pruning())).is_empty());
+    observed
+        .images
+        .by_id
+        .get_mut("sha256:img")
+        .unwrap()
+        .tags
+        .clear();
+    observed.images.by_reference.clear();
+    let mut moved = built_image(&[], false);
+    moved.reference = "127.0.0.1:5000/team/web:2".into();
+    let state = with_image(DesiredState::default(), moved);
+    assert!(pruned(&plan(&state, &observed, &pruning())).is_empty());
+}
+
+#[test]
 fn dangling_builds_are_pruned_when_unused() {
     let mut observed = ObservedState::default();
     for (id, owner) in [

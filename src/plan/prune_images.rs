@@ -1,6 +1,7 @@
 //! Image removals, the careful way: only images dockwright owns (built with its owner label,
-//! or recorded as pulled for a resource in its state file), only when no container of any
-//! owner uses them — unless every such container is removed earlier in the same plan — and
+//! or recorded as pulled for a resource in its state file) for a resource that left the
+//! manifests or no longer names them (its `ref` or image changed), only when no container of
+//! any owner uses them — unless every such container is removed earlier in the same plan — and
 //! never an image any declared reference still names. Without an observation of the image
 //! users nothing is removed at all.
 
@@ -18,7 +19,7 @@ struct Doomed {
 }
 
 /// Plans the removal of images dockwright built or pulled for resources that left the
-/// manifests (`apply --prune`). `removed` maps container IDs to the nodes removing them in
+/// manifests or now name other images (`apply --prune`). `removed` maps container IDs to the nodes removing them in
 /// this plan, so an image whose last users go now is removed after them.
 pub(super) fn plan_prune_images(
     graph: &mut Graph,
@@ -31,19 +32,20 @@ pub(super) fn plan_prune_images(
     let Some(users) = &images.users else {
         return;
     };
-    let declared = |key: &ResourceKey| match key.kind {
-        Kind::Image => desired.images.contains_key(key),
-        Kind::Container => desired.containers.contains_key(key),
-    };
     let mut doomed: BTreeMap<&str, Doomed> = BTreeMap::new();
     for image in images.by_id.values() {
         let Some(resource) = &image.resource else {
             continue;
         };
-        if image.owner.as_deref() == Some(owner)
-            && resource.kind == Kind::Image
-            && !declared(resource)
-        {
+        let left = match references_of(desired, resource) {
+            None => true,
+            // Still declared, under another ref: a tagged image none of whose tags the
+            // resource names any more (a dangling one is `dockwright prune`'s).
+            Some(named) => {
+                !image.tags.is_empty() && image.tags.iter().all(|t| !named.contains(t.as_str()))
+            }
+        };
+        if image.owner.as_deref() == Some(owner) && resource.kind == Kind::Image && left {
             // Built by us for a resource that is gone: the image and its tags are ours.
             doomed.insert(
                 &image.id,
@@ -58,7 +60,9 @@ pub(super) fn plan_prune_images(
         let Some(image) = images.by_id.get(&record.id) else {
             continue;
         };
-        if declared(&record.resource) {
+        if references_of(desired, &record.resource)
+            .is_some_and(|named| named.contains(record.reference.as_str()))
+        {
             continue;
         }
         let entry = doomed.entry(&image.id).or_insert_with(|| Doomed {
@@ -101,6 +105,23 @@ pub(super) fn plan_prune_images(
             references: d.references.into_iter().collect(),
         };
         graph.add(&d.resource, action, Reason::Pruned, after);
+    }
+}
+
+/// The references `key` declares (an `Image`'s ref and tags, a container's image); `None`
+/// when it is not declared.
+fn references_of<'a>(desired: &'a DesiredState, key: &ResourceKey) -> Option<BTreeSet<&'a str>> {
+    match key.kind {
+        Kind::Image => desired.images.get(key).map(|i| {
+            std::iter::once(&i.reference)
+                .chain(&i.tags)
+                .map(String::as_str)
+                .collect()
+        }),
+        Kind::Container => desired
+            .containers
+            .get(key)
+            .map(|c| BTreeSet::from([c.image.reference.as_str()])),
     }
 }
 
