@@ -201,6 +201,10 @@ fn web_context(work: &Work) -> PathBuf {
     write(&ctx.join("app/index.html"), "v1\n");
     write(&ctx.join("app/debug.log"), "noise 1\n");
     write(&ctx.join(".dockerignore"), "# logs stay home\n**/*.log\n");
+    // Layers of their own: tests run side by side, and removing one test's image also
+    // removes its untagged parents, which another test's build of the same steps may be
+    // using as its cache at that moment ("unknown parent image ID").
+    write(&ctx.join("app/.work"), work.owner.name());
     ctx
 }
 
