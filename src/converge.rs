@@ -1,6 +1,7 @@
 //! One reconcile pass, shared by every front end: observe → plan → execute, repeated while
-//! the plan holds creates deferred behind an image pull, or a rollout did not become healthy
-//! and is to be rolled back (at most a few rounds). `apply`, `diff` and `delete` are thin
+//! the plan holds creates deferred behind an image pull, an image was pulled or built (the
+//! containers kept on what its reference named before are planned once its ID is observed),
+//! or a rollout did not become healthy and is to be rolled back (at most a few rounds). `apply`, `diff` and `delete` are thin
 //! wrappers in `main.rs`; the Kubernetes controller runs the same rounds on a plan narrowed
 //! to one object (`kubernetes::controller`).
 
@@ -164,9 +165,7 @@ where
         // Pulled in this run: `Always` does not pull them again in the next round.
         plan_opts
             .fresh_pulls
-            .extend(crate::agent::fresh_pulls::pulled_references(
-                &plan, &outcomes,
-            ));
+            .extend(crate::execute::pulled_references(&plan, &outcomes));
         let unfit = plan::unfit_revisions(&plan, |id| {
             outcomes
                 .iter()

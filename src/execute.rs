@@ -9,7 +9,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 
 use crate::desired::ResourceKey;
-use crate::plan::{ActionId, Plan, PlannedAction};
+use crate::plan::{Action, ActionId, Plan, PlannedAction};
 
 /// Category of an action failure, stable for metrics and retry decisions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -229,6 +229,18 @@ fn report_for(action: &PlannedAction, outcome: Outcome, elapsed: Duration) -> Ac
         outcome,
         elapsed,
     }
+}
+
+/// The canonical references of the pulls in `plan` that `reports` say succeeded.
+pub fn pulled_references(plan: &Plan, reports: &[ActionReport]) -> Vec<String> {
+    reports
+        .iter()
+        .filter(|r| r.outcome == Outcome::Succeeded)
+        .filter_map(|r| match &plan.actions.get(r.id)?.action {
+            Action::PullImage { reference, .. } => Some(reference.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -137,6 +137,35 @@ pub struct PendingPull {
     pub reference: String,
     /// The image ID the reference named before the pull (`None`: not present).
     pub before: Option<String>,
+    /// The process that pulls ([`this_process`]): its notes are settled only once it is gone,
+    /// so an agent and an `apply` of one owner never settle each other's running pulls.
+    /// `None` (notes of older versions): settled at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+}
+
+/// This process, as `pid:start-time`: the start time (from `/proc`) tells a restarted
+/// process that got the same PID — PID 1 of every container — from the one that wrote a note.
+/// `None` where `/proc` cannot say.
+pub fn this_process() -> Option<String> {
+    process_token(std::process::id())
+}
+
+fn process_token(pid: u32) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so count from the
+    // last `)`; the start time is field 22, the 20th after it.
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let start = after_comm.split_whitespace().nth(19)?;
+    Some(format!("{pid}:{start}"))
+}
+
+/// True when the process that wrote `token` still runs (same PID, same start time).
+fn still_running(token: &str) -> bool {
+    let Some(pid) = token.split(':').next().and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    process_token(pid).as_deref() == Some(token)
 }
 
 /// The pulled-image records of one owner. Shared by the runner (writes after pulls and image
@@ -206,19 +235,24 @@ impl ImageRecords {
     /// than before its pull was pulled (the daemon finished it): that image is recorded. Any
     /// other note is dropped. Returns the records added; writes only when there were notes.
     ///
-    /// Call it before a pass is planned, with no pull of this owner running: a note of a pull
-    /// still running elsewhere is dropped here, and that pull's own `finish_pull` records it.
+    /// Notes of a process that still runs (this one included) are left alone: its pull may be
+    /// under way, and its own `finish_pull` records it.
     pub fn settle(
         &self,
         resolve: impl Fn(&str) -> Option<String>,
     ) -> Result<Vec<ImageRecord>, StateError> {
+        let orphaned = |p: &PendingPull| !p.process.as_deref().is_some_and(still_running);
         let file: RecordsFile = read_json(&self.file())?;
-        if file.pending.is_empty() {
+        if !file.pending.iter().any(orphaned) {
             return Ok(Vec::new());
         }
         let mut added = Vec::new();
         self.update_file(|file| {
-            for pending in std::mem::take(&mut file.pending) {
+            let (orphans, running): (Vec<_>, Vec<_>) = std::mem::take(&mut file.pending)
+                .into_iter()
+                .partition(orphaned);
+            file.pending = running;
+            for pending in orphans {
                 let Some(now) = resolve(&pending.reference) else {
                     continue;
                 };
@@ -304,6 +338,7 @@ mod tests {
             resource: ResourceKey::new(Kind::Image, "default", name),
             reference: format!("r.io/{name}:1"),
             before: before.map(str::to_string),
+            process: None,
         }
     }
 
@@ -350,6 +385,32 @@ mod tests {
         assert_eq!(records.load().unwrap(), want);
         // Every note is settled: the unchanged and the unfinished pulls are forgotten.
         assert!(records.pending().unwrap().is_empty());
+        assert!(records.settle(now).unwrap().is_empty());
+    }
+
+    #[test]
+    fn notes_of_a_running_process_are_left_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = ImageRecords::new(dir.path());
+        let mine = this_process().expect("/proc on Linux");
+        let pid = std::process::id();
+        // This very process, and a process that had this PID but started at another time
+        // (a restarted container's PID 1).
+        for (name, process) in [("live", mine.clone()), ("gone", format!("{pid}:1"))] {
+            records
+                .begin_pull(PendingPull {
+                    process: Some(process),
+                    ..pending(name, None)
+                })
+                .unwrap();
+        }
+        let now = |_: &str| Some("sha256:new".to_string());
+        let added = records.settle(now).unwrap();
+        assert_eq!(added, vec![record("gone", "sha256:new")]);
+        let left = records.pending().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].process.as_deref(), Some(mine.as_str()));
+        // Nothing else to settle: no write.
         assert!(records.settle(now).unwrap().is_empty());
     }
 

@@ -2,16 +2,13 @@
 //! on every plan; the agent and the controllers plan again after each of their own action
 //! groups, and every pull makes the daemon emit a `pull` event. Left alone, that is a pull per
 //! pass, forever (seen: 378 pulls in 14 s of an idle agent). So a reference this process
-//! pulled successfully less than one resync interval ago counts as fresh: the planner does not
-//! pull it again ([`crate::plan::PlanOptions::fresh_pulls`]). A moving tag is followed once per
-//! resync interval (`updateInterval` checks its digest more often, without pulling); `apply`,
-//! a new process, always pulls.
+//! pulled successfully a little less than one resync interval ago counts as fresh: the planner
+//! does not pull it again ([`crate::plan::PlanOptions::fresh_pulls`]). A moving tag is followed
+//! once per resync interval (`updateInterval` checks its digest more often, without pulling);
+//! `apply` pulls once per run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-
-use crate::execute::{ActionReport, Outcome};
-use crate::plan::{Action, Plan};
 
 /// When this process last pulled each reference.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,7 +18,7 @@ pub struct FreshPulls {
 }
 
 impl FreshPulls {
-    /// Pulls stay fresh for `window` (the resync interval).
+    /// Pulls stay fresh for `window`.
     pub fn new(window: Duration) -> Self {
         Self {
             window,
@@ -29,21 +26,16 @@ impl FreshPulls {
         }
     }
 
-    /// Notes the references `reports` (executed from `plan`) pulled successfully.
-    pub fn record(&mut self, plan: &Plan, reports: &[ActionReport], now: Instant) {
-        for reference in pulled_references(plan, reports) {
-            self.pulled.insert(reference, now);
-        }
+    /// Pulls stay fresh for nine tenths of `resync`: every resync pulls again, however its
+    /// timer jitters against the pass that pulled.
+    pub fn for_resync(resync: Duration) -> Self {
+        Self::new(resync - resync / 10)
     }
 
-    /// Notes references pulled at `now`.
-    pub fn record_references(
-        &mut self,
-        references: impl IntoIterator<Item = String>,
-        now: Instant,
-    ) {
+    /// Notes references pulled by a pass planned at `at`.
+    pub fn record(&mut self, references: impl IntoIterator<Item = String>, at: Instant) {
         for reference in references {
-            self.pulled.insert(reference, now);
+            self.pulled.insert(reference, at);
         }
     }
 
@@ -56,24 +48,13 @@ impl FreshPulls {
     }
 }
 
-/// The canonical references of the pulls in `plan` that `reports` say succeeded.
-pub fn pulled_references(plan: &Plan, reports: &[ActionReport]) -> Vec<String> {
-    reports
-        .iter()
-        .filter(|r| r.outcome == Outcome::Succeeded)
-        .filter_map(|r| match &plan.actions.get(r.id)?.action {
-            Action::PullImage { reference, .. } => Some(reference.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::desired::{Kind, ResourceKey};
-    use crate::execute::ActionError;
-    use crate::plan::{PlannedAction, Reason};
+    use crate::execute::pulled_references;
+    use crate::execute::{ActionError, ActionReport, Outcome};
+    use crate::plan::{Action, Plan, PlannedAction, Reason};
 
     fn pull(id: usize, reference: &str) -> PlannedAction {
         PlannedAction {
@@ -119,17 +100,30 @@ mod tests {
         ];
         let start = Instant::now();
         let mut fresh = FreshPulls::new(Duration::from_secs(300));
-        fresh.record(&plan, &reports, start);
+        fresh.record(pulled_references(&plan, &reports), start);
         assert_eq!(
             fresh.fresh(start + Duration::from_secs(299)),
             BTreeSet::from(["example.com/a:latest".to_string()])
         );
         assert!(fresh.fresh(start + Duration::from_secs(300)).is_empty());
         // Forgotten once stale, and a new pull starts a new window.
-        fresh.record_references(
+        fresh.record(
             ["example.com/a:latest".to_string()],
             start + Duration::from_secs(400),
         );
         assert_eq!(fresh.fresh(start + Duration::from_secs(401)).len(), 1);
+    }
+
+    #[test]
+    fn every_resync_tick_pulls_again_despite_timer_jitter() {
+        let start = Instant::now();
+        let resync = Duration::from_secs(300);
+        let mut fresh = FreshPulls::for_resync(resync);
+        fresh.record(["example.com/a:latest".to_string()], start);
+        assert_eq!(fresh.fresh(start + resync / 2).len(), 1);
+        // The next tick may come a little early against the pass that pulled.
+        assert!(fresh
+            .fresh(start + resync - Duration::from_secs(1))
+            .is_empty());
     }
 }

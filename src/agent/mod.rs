@@ -8,7 +8,7 @@
 pub mod backoff;
 mod bounded;
 mod client;
-pub(crate) mod fresh_pulls;
+mod fresh_pulls;
 mod revisions;
 mod status;
 mod triggers;
@@ -83,6 +83,9 @@ struct GroupDone {
     first_pass: bool,
     /// References the group pulled successfully.
     pulled: Vec<String>,
+    /// When the pass that dispatched the group planned it: pulls count as fresh from then,
+    /// so the next resync tick, one interval later, pulls again.
+    planned_at: Instant,
 }
 
 /// Runs the agent until `shutdown` completes, then waits (bounded) for in-flight actions and
@@ -117,7 +120,7 @@ pub async fn run(
         state,
         backoffs: Backoffs::default(),
         revisions: RevisionBackoffs::default(),
-        fresh_pulls: FreshPulls::new(resync_interval),
+        fresh_pulls: FreshPulls::for_resync(resync_interval),
         in_flight: BTreeMap::new(),
         permits: None,
         image_interest: triggers::ImageInterest::default(),
@@ -267,7 +270,7 @@ impl Loop {
         for reason in &done.drift {
             self.metrics.count_drift_correction(reason);
         }
-        self.fresh_pulls.record_references(done.pulled, now);
+        self.fresh_pulls.record(done.pulled, done.planned_at);
         for key in &done.resources {
             if let Some(n) = self.in_flight.get_mut(key) {
                 *n -= 1;
@@ -362,7 +365,7 @@ impl Loop {
                 owner: self.options.owner.clone(),
                 prune: input.complete,
                 failed_revisions: self.revisions.held(Instant::now()),
-                fresh_pulls: self.fresh_pulls.fresh(Instant::now()),
+                fresh_pulls: self.fresh_pulls.fresh(started),
             },
         ));
         self.backoffs.retain(|k| {
@@ -417,9 +420,10 @@ impl Loop {
                 let reports =
                     execute(&group, &runner, ExecuteOptions { concurrency }, &mut log).await;
                 let verdict = GroupVerdict::of(&group, &reports);
-                let pulled = fresh_pulls::pulled_references(&group, &reports);
+                let pulled = crate::execute::pulled_references(&group, &reports);
                 let _ = tx.send(GroupDone {
                     pulled,
+                    planned_at: started,
                     resources,
                     reports,
                     verdict,

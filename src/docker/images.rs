@@ -121,22 +121,27 @@ pub struct ImageObserver {
     pub records: Option<Arc<ImageRecords>>,
 }
 
+/// Records the pulls a killed process left unrecorded, now that `observed` says what each
+/// reference names (see [`ImageRecords::settle`]); failures are logged, never fatal.
+pub fn settle_pulls(records: &ImageRecords, observed: &ObservedState) {
+    let resolve = |reference: &str| observed.images.resolve(reference).map(str::to_string);
+    match records.settle(resolve) {
+        Ok(added) => {
+            for r in added {
+                tracing::info!(reference = %r.reference, image = %r.id, resource = %r.resource, "recorded a pull an earlier run finished");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot settle the pulled-image records"),
+    }
+}
+
 #[async_trait]
 impl crate::converge::Observe for ImageObserver {
     async fn observe(&self, owner: &str) -> crate::Result<ObservedState> {
         let mut observed = self.docker.observe(owner).await?;
         observed.images.registry_digests = self.registry_digests.clone();
         if let Some(records) = &self.records {
-            // Pulls a killed process left unrecorded, now that the images are known.
-            let resolve = |reference: &str| observed.images.resolve(reference).map(str::to_string);
-            match records.settle(resolve) {
-                Ok(added) => {
-                    for r in added {
-                        tracing::info!(reference = %r.reference, image = %r.id, resource = %r.resource, "recorded a pull an earlier run finished");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot settle the pulled-image records"),
-            }
+            settle_pulls(records, &observed);
         }
         if self.prune {
             observed.images.users = Some(self.docker.image_users().await?);

@@ -28,7 +28,7 @@ pub use client::{Docker, DEFAULT_HOST, OPERATIONS};
 pub use create::create_body;
 pub use events::DaemonEvent;
 pub use files::files_tar;
-pub use images::ImageObserver;
+pub use images::{settle_pulls, ImageObserver};
 pub use logs::{LogOptions, LogSink};
 pub use observe::concurrency_for_cpus;
 pub use progress::{PullProgress, TerminalPullProgress};

@@ -96,12 +96,17 @@ impl crate::converge::Observe for Docker {
 
 fn observed_container(c: ContainerSummary) -> Option<ObservedContainer> {
     let id = c.id?;
-    // Empty only for a removal that already gave up its name (see `plan`).
-    let name = primary_name(c.names.as_deref().unwrap_or_default()).unwrap_or_default();
+    let name = primary_name(c.names.as_deref().unwrap_or_default());
     let labels = c.labels.unwrap_or_default();
-    if is_build_step(&labels) {
+    let removing = c.state == Some(bollard::models::ContainerSummaryStateEnum::REMOVING);
+    // A removal that already gave up its name is no replica and nothing left to remove.
+    // Docker 20.10 can keep one listed for good ("Removal In Progress", no name, inspect says
+    // no such container), which no remove call clears. (One still holding its name is kept:
+    // its replica waits for the daemon to finish.)
+    if is_build_step(&labels) || (removing && name.is_none()) {
         return None;
     }
+    let name = name.unwrap_or_else(|| id.clone());
     let status = c.status.unwrap_or_default();
     let state_text = c.state.map(|s| s.to_string()).unwrap_or_default();
     let state = RunState::parse(&state_text).unwrap_or_else(|| {
@@ -365,7 +370,24 @@ mod tests {
             (labels::RESOURCE, "Container/default/web"),
             (labels::SPEC_HASH, "sha256:2"),
         ]);
-        let observed = observed_container(managed).expect("a managed container");
+        let observed = observed_container(managed.clone()).expect("a managed container");
+        // A finished removal Docker 20.10 keeps listing (no name, state "removing"): dropped;
+        // one still holding its name is seen.
+        let removing = Some(bollard::models::ContainerSummaryStateEnum::REMOVING);
+        let ghost = ContainerSummary {
+            names: Some(Vec::new()),
+            state: removing,
+            ..managed.clone()
+        };
+        assert!(observed_container(ghost).is_none());
+        let named = ContainerSummary {
+            state: removing,
+            ..managed
+        };
+        assert_eq!(
+            observed_container(named).map(|c| c.name).as_deref(),
+            Some("eager_turing")
+        );
         assert_eq!(
             observed.resource.map(|r| r.to_string()).as_deref(),
             Some("Container/default/web")

@@ -161,6 +161,7 @@ impl DockerRunner {
                 resource: planned.resource.clone(),
                 reference: reference.to_string(),
                 before: image_id(reference).await,
+                process: crate::image_records::this_process(),
             };
             if let Err(e) = records.begin_pull(pending) {
                 tracing::warn!(error = %e, reference, "could not note the pull; a crash before it is recorded leaves the image unrecorded");

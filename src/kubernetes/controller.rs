@@ -173,7 +173,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             backoffs: Mutex::new(Backoffs::new(options.backoff)),
             revisions: Mutex::new(RevisionBackoffs::new(options.backoff)),
-            fresh_pulls: Mutex::new(FreshPulls::new(options.resync)),
+            fresh_pulls: Mutex::new(FreshPulls::for_resync(options.resync)),
             restarts: Mutex::default(),
             first_pass: FirstPass::default(),
             updates: tokio::sync::Mutex::default(),
@@ -302,6 +302,9 @@ impl Context {
         let registry_digests = self.registry_digests(desired).await;
         let mut observed = self.observe_daemon().await?;
         observed.images.registry_digests = registry_digests;
+        if let Some(records) = &self.options.image_records {
+            crate::docker::settle_pulls(records, &observed);
+        }
         Ok(observed)
     }
 
@@ -431,7 +434,8 @@ impl Context {
             concurrency: self.options.concurrency,
         };
         let reports = execute(plan, runner, options, &mut log).await;
-        lock(&self.fresh_pulls).record(plan, &reports, Instant::now());
+        let pulled = crate::execute::pulled_references(plan, &reports);
+        lock(&self.fresh_pulls).record(pulled, Instant::now());
         if let Some(m) = &self.metrics {
             m.count_actions(&reports);
         }
@@ -513,9 +517,22 @@ fn first_failure(reports: &[ActionReport]) -> Option<ActionError> {
     })
 }
 
+/// When to reconcile an object again that has `remaining` work ([`work_left`]): soon while
+/// there is some, else at the resync interval.
+pub(super) fn requeue_after(
+    options: &ControllerOptions,
+    remaining: &(usize, Option<String>),
+) -> Duration {
+    if remaining.0 > 0 || remaining.1.is_some() {
+        options.waiting_requeue
+    } else {
+        options.resync
+    }
+}
+
 /// What is left to do for `key` in `plan`: the number of its actions (a pull planned only
-/// because the pull policy is `Always` does not count: it is planned every time) and why it
-/// is blocked, if it is.
+/// because the pull policy is `Always` does not count: with fresh pulls it is planned once
+/// per resync interval) and why it is blocked, if it is.
 pub(super) fn work_left(plan: &Plan, key: &ResourceKey) -> (usize, Option<String>) {
     (
         plan.actions
@@ -833,12 +850,7 @@ async fn apply_container(
         return Err(Error::Actions(error));
     }
     lock(&ctx.backoffs).succeeded(key);
-    let work_left = remaining.0 > 0 || remaining.1.is_some();
-    let mut requeue = if work_left {
-        ctx.options.waiting_requeue
-    } else {
-        ctx.options.resync
-    };
+    let mut requeue = requeue_after(&ctx.options, &remaining);
     if let Some((_, until)) = revision_wait {
         // Try the held revision again as soon as its wait is over.
         let wait = until.saturating_duration_since(Instant::now()) + Duration::from_millis(100);

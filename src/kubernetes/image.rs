@@ -11,7 +11,9 @@ use kube::runtime::events::EventType;
 use kube::Resource;
 use tracing::Instrument;
 
-use super::controller::{key_of, lock, now, patch_status, work_left, Context, ImageObject};
+use super::controller::{
+    key_of, lock, now, patch_status, requeue_after, work_left, Context, ImageObject,
+};
 use super::status::{self, Progress};
 use super::Error;
 use crate::agent::GroupVerdict;
@@ -143,11 +145,7 @@ async fn reconcile_image_inner(
         return Err(Error::Actions(error));
     }
     lock(&ctx.backoffs).succeeded(key);
-    let mut requeue = if remaining.0 > 0 || remaining.1.is_some() {
-        ctx.options.waiting_requeue
-    } else {
-        ctx.options.resync
-    };
+    let mut requeue = requeue_after(&ctx.options, &remaining);
     if let Some(update) = &d.update {
         // The registry is asked again once the interval is over (the tracker decides).
         requeue = requeue.min(update.interval + Duration::from_millis(100));

@@ -393,6 +393,18 @@ fn prune_removes_what_a_still_declared_resource_no_longer_names() {
         pruned(&plan(&state, &observed, &pruning())),
         [format!("remove-image {WEB}")]
     );
+    // Someone tagged it too: theirs now, kept.
+    local_image(
+        &mut observed,
+        "127.0.0.1:5000/team/web:prod",
+        "sha256:img",
+        Some(HASH),
+        &[],
+    );
+    assert!(pruned(&plan(&state, &observed, &pruning())).is_empty());
+    let image = observed.images.by_id.get_mut("sha256:img").unwrap();
+    image.tags.retain(|t| t == WEB);
+    observed.images.by_reference.retain(|r, _| r == WEB);
     // Still its ref: kept; dangling (no tags left): `dockwright prune`'s, not this.
     let state = with_image(DesiredState::default(), built_image(&[], false));
     assert!(pruned(&plan(&state, &observed, &pruning())).is_empty());

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::DependencyCondition;
 use crate::desired::{DesiredState, Kind, ResourceKey};
-use crate::observed::{ObservedContainer, ObservedState, RunState};
+use crate::observed::{ObservedContainer, ObservedState};
 use blocks::StartBlocks;
 use containers::{Planner, ResourceOutcome};
 use graph::Graph;
@@ -53,7 +53,8 @@ pub struct PlanOptions {
     pub failed_revisions: BTreeSet<(ResourceKey, String)>,
     /// Canonical references this process pulled so recently that `pullPolicy: Always` does
     /// not pull them again in this plan (a long-running caller's own re-plans would otherwise
-    /// pull on every pass; see `crate::agent::FreshPulls`). Empty for a one-shot `apply`.
+    /// pull on every pass; see `crate::agent::FreshPulls`). `apply` starts empty and adds
+    /// what each round pulled, so its later rounds do not pull again.
     pub fresh_pulls: BTreeSet<String>,
 }
 
@@ -82,13 +83,6 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
     let mut by_resource: BTreeMap<&ResourceKey, Vec<&ObservedContainer>> = BTreeMap::new();
     let mut planner = Planner::new(&mut graph, &options.owner, &options.failed_revisions);
     for c in sorted {
-        // A removal that already gave up its name is no replica and nothing left to remove.
-        // Docker 20.10 can keep one listed for good ("Removal In Progress", no name, inspect
-        // says no such container), which no remove call clears. One still holding its name
-        // is kept as is: its replica waits for the daemon to finish.
-        if c.state == RunState::Removing && c.name.is_empty() {
-            continue;
-        }
         match &c.resource {
             Some(key) if key.kind != Kind::Container => {}
             Some(key) if desired.containers.contains_key(key) => {

@@ -39,11 +39,13 @@ pub(super) fn plan_prune_images(
         };
         let left = match references_of(desired, resource) {
             None => true,
-            // Still declared, under another ref: a tagged image none of whose tags the
-            // resource names any more (a dangling one is `dockwright prune`'s).
-            Some(named) => {
-                !image.tags.is_empty() && image.tags.iter().all(|t| !named.contains(t.as_str()))
-            }
+            // Still declared, under another ref: an image left with the one tag it was built
+            // under, which the resource no longer names. One with more tags may carry a tag
+            // someone added (theirs now); a dangling one is `dockwright prune`'s.
+            Some(named) => match image.tags.as_slice() {
+                [only] => !named.contains(only.as_str()),
+                _ => false,
+            },
         };
         if image.owner.as_deref() == Some(owner) && resource.kind == Kind::Image && left {
             // Built by us for a resource that is gone: the image and its tags are ours.

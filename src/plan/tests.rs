@@ -529,27 +529,6 @@ fn pull_always_skips_references_pulled_moments_ago() {
     assert!(plan(&state, &observed, &fresh).is_empty());
 }
 
-#[test]
-fn a_container_being_removed_is_left_to_the_daemon() {
-    let d = container("web");
-    // Docker 20.10 can list a finished removal for good: no name, state "removing".
-    let mut gone = matching(&d, 0, IMAGE_ID).state(RunState::Removing);
-    gone.name = String::new();
-    let stray = gone.clone();
-    let plan_with =
-        |o: ObservedState, options: &PlanOptions| plan(&desired([d.clone()]), &o, options);
-    assert_eq!(
-        lines(&plan_with(observed([gone]), &options())),
-        ["create web", "start web"]
-    );
-    let converged_plus_stray = {
-        let mut o = observed([matching(&d, 0, IMAGE_ID)]);
-        o.containers.push(stray);
-        o
-    };
-    assert!(lines(&plan_with(converged_plus_stray, &pruning())).is_empty());
-}
-
 // ---------------------------------------------------------------- run state
 
 #[test]
