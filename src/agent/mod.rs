@@ -32,6 +32,7 @@ pub use client::{fetch_status, StatusError};
 pub use fresh_pulls::FreshPulls;
 pub use revisions::{unfit_reason, GroupVerdict, RevisionBackoff, RevisionBackoffs};
 pub use status::{AgentStatus, ResourceStatus};
+pub use triggers::ImageInterest;
 
 /// Settings of the agent loop.
 #[derive(Clone, Debug)]

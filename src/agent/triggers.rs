@@ -7,7 +7,8 @@
 //! - a tag or pull of a declared reference (it may now point elsewhere);
 //! - loads and imports (they name no reference we could check).
 //!
-//! Before the first pass nothing is known and everything counts. Pure; owned by the agent loop.
+//! Before the first pass nothing is known and everything counts. Pure; owned by the agent loop
+//! (and by the Kubernetes controllers, which apply the same rule).
 
 use std::collections::BTreeSet;
 
@@ -17,7 +18,7 @@ use crate::observed::ObservedState;
 
 /// The image IDs and references whose changes matter, as of the last pass.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct ImageInterest {
+pub struct ImageInterest {
     /// False until the first pass: then every event counts.
     known: bool,
     ids: BTreeSet<String>,
@@ -28,7 +29,7 @@ pub(super) struct ImageInterest {
 impl ImageInterest {
     /// The images `desired` resolves to in `observed`, the images managed containers run, and
     /// the images `owner` built, tagged or pulled.
-    pub(super) fn of(desired: &DesiredState, observed: &ObservedState, owner: &str) -> Self {
+    pub fn of(desired: &DesiredState, observed: &ObservedState, owner: &str) -> Self {
         let images = &observed.images;
         let references = desired
             .images
@@ -58,7 +59,7 @@ impl ImageInterest {
     }
 
     /// Whether `event` may change what the next pass plans.
-    pub(super) fn wants(&self, event: &DaemonEvent) -> bool {
+    pub fn wants(&self, event: &DaemonEvent) -> bool {
         let DaemonEvent::Image {
             id,
             action,

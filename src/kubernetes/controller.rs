@@ -48,7 +48,7 @@ use super::status::{self, Progress};
 use super::triggers::{coalesced, object_changes, spec_changes};
 use super::{field_manager, finalizer_name, Error, FINALIZER_PREFIX};
 use crate::agent::backoff::{BackoffPolicy, Backoffs};
-use crate::agent::{unfit_reason, FreshPulls, GroupVerdict, RevisionBackoffs};
+use crate::agent::{unfit_reason, FreshPulls, GroupVerdict, ImageInterest, RevisionBackoffs};
 use crate::api::{Container, Image};
 use crate::credentials::Credentials;
 use crate::desired::{DesiredState, Kind, ResourceKey};
@@ -139,6 +139,8 @@ pub struct Context {
     /// What this agent pulled lately: `pullPolicy: Always` pulls once per resync interval,
     /// not on every reconcile its own pull events trigger (see [`FreshPulls`]).
     pub fresh_pulls: Mutex<FreshPulls>,
+    /// Which image events matter, as of the last observation (the file agent's rule).
+    pub image_interest: Mutex<ImageInterest>,
     /// Restart counts of this node's containers, for status (see [`RestartCounts`]).
     pub restarts: Mutex<RestartCounts>,
     /// The first full pass, for readiness.
@@ -174,6 +176,7 @@ impl Context {
             backoffs: Mutex::new(Backoffs::new(options.backoff)),
             revisions: Mutex::new(RevisionBackoffs::new(options.backoff)),
             fresh_pulls: Mutex::new(FreshPulls::for_resync(options.resync)),
+            image_interest: Mutex::new(ImageInterest::default()),
             restarts: Mutex::default(),
             first_pass: FirstPass::default(),
             updates: tokio::sync::Mutex::default(),
@@ -305,6 +308,7 @@ impl Context {
         if let Some(records) = &self.options.image_records {
             crate::docker::settle_pulls(records, &observed);
         }
+        *lock(&self.image_interest) = ImageInterest::of(desired, &observed, &self.options.owner);
         Ok(observed)
     }
 
@@ -1035,12 +1039,14 @@ pub async fn run(
                 }
                 // Before the reconciles it triggers, so they read fresh restart counts.
                 ctx.on_daemon_event(&ev);
-                let relevant = matches!(
-                    ev,
-                    DaemonEvent::Container { .. }
-                        | DaemonEvent::Connected
-                        | DaemonEvent::Image { .. }
-                );
+                // Image events the file agent would ignore (tags and pulls of references
+                // nothing declares, removals of images nothing uses) reconcile nothing here
+                // either: on a CI host they never stop.
+                let relevant = match &ev {
+                    DaemonEvent::Container { .. } | DaemonEvent::Connected => true,
+                    DaemonEvent::Image { .. } => lock(&ctx.image_interest).wants(&ev),
+                    DaemonEvent::Disconnected { .. } => false,
+                };
                 if relevant {
                     let _ = c_tx.try_send(());
                     if matches!(ev, DaemonEvent::Image { .. } | DaemonEvent::Connected) {
