@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use crate::desired::DesiredState;
 use crate::docker::DaemonEvent;
 use crate::observed::ObservedState;
+use crate::reference::Reference;
 
 /// The image IDs and references whose changes matter, as of the last pass.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -24,6 +25,9 @@ pub struct ImageInterest {
     ids: BTreeSet<String>,
     /// Declared references, canonical.
     references: BTreeSet<String>,
+    /// Repositories of the declared digest references: a tag or pull in one of them may bring
+    /// the digest in.
+    pinned_repositories: BTreeSet<String>,
 }
 
 impl ImageInterest {
@@ -37,6 +41,12 @@ impl ImageInterest {
             .flat_map(|i| std::iter::once(&i.reference).chain(&i.tags))
             .chain(desired.containers.values().map(|c| &c.image.reference));
         let references: BTreeSet<String> = references.cloned().collect();
+        let pinned_repositories = references
+            .iter()
+            .filter_map(|r| Reference::parse(r).ok())
+            .filter(Reference::is_pinned)
+            .map(|r| r.repository())
+            .collect();
         let ids = references
             .iter()
             .filter_map(|r| images.resolve(r).map(str::to_string))
@@ -55,6 +65,7 @@ impl ImageInterest {
             known: true,
             ids,
             references,
+            pinned_repositories,
         }
     }
 
@@ -73,8 +84,12 @@ impl ImageInterest {
         }
         match (action.as_str(), reference) {
             ("delete" | "untag", _) => self.ids.contains(bare(id)),
-            ("tag" | "pull", Some(reference)) => match crate::reference::canonicalize(reference) {
-                Ok(canonical) => self.references.contains(&canonical),
+            ("tag" | "pull", Some(reference)) => match Reference::parse(reference) {
+                Ok(parsed) => {
+                    self.pinned_repositories.contains(&parsed.repository())
+                        || crate::reference::canonicalize(reference)
+                            .is_ok_and(|canonical| self.references.contains(&canonical))
+                }
                 Err(_) => true,
             },
             _ => true,
@@ -218,6 +233,21 @@ spec:
                 "{action}"
             );
         }
+    }
+
+    #[test]
+    fn a_tag_or_pull_in_the_repository_of_a_declared_digest_counts() {
+        let pinned = "example.com/team/db@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let manifests = format!(
+            "apiVersion: dockwright.dev/v1alpha1\nkind: Container\nmetadata: {{ name: db }}\nspec:\n  image: {pinned}\n"
+        );
+        let manifests = crate::source::parse_str(&manifests, Path::new("t.yaml")).unwrap();
+        let desired = crate::source::build_desired(&manifests).unwrap();
+        let interest = ImageInterest::of(&desired, &ObservedState::default(), "me");
+        // Pulling any tag of the repository may bring the pinned digest in.
+        assert!(interest.wants(&named("pull", "example.com/team/db:5")));
+        assert!(interest.wants(&named("tag", "example.com/team/db:latest")));
+        assert!(!interest.wants(&named("pull", "example.com/team/web:5")));
     }
 
     #[test]
