@@ -61,6 +61,8 @@ pub struct RestartCounts {
     known: HashMap<String, Known>,
     /// Generation of the last invalidating event per container ID (only IDs with one).
     invalidated: HashMap<String, u64>,
+    /// Generation of the last reconnect: reads decided before it may have missed events.
+    cleared_at: u64,
     generation: u64,
 }
 
@@ -78,6 +80,7 @@ impl RestartCounts {
                 self.generation += 1;
                 self.known.clear();
                 self.invalidated.clear();
+                self.cleared_at = self.generation;
             }
             _ => {}
         }
@@ -104,14 +107,16 @@ impl RestartCounts {
             .collect()
     }
 
-    /// Remembers a count read for `read`, unless an event for that container came after the
-    /// read was decided (then the count may be stale and is read again next time).
+    /// Remembers a count read for `read`, unless an event for that container, or a reconnect
+    /// of the stream, came after the read was decided (then the count may be stale and is read
+    /// again next time).
     pub fn record(&mut self, read: &ToRead, count: i64) {
-        if self
-            .invalidated
-            .get(&read.id)
-            .is_some_and(|g| *g > read.generation)
-        {
+        let stale = read.generation < self.cleared_at
+            || self
+                .invalidated
+                .get(&read.id)
+                .is_some_and(|g| *g > read.generation);
+        if stale {
             return;
         }
         self.known.insert(
@@ -250,5 +255,20 @@ mod tests {
         cache.on_event(&DaemonEvent::Connected);
         assert!(cache.is_empty());
         assert_eq!(ids(&cache.to_read([&a])), ["a"]);
+    }
+
+    #[test]
+    fn a_read_decided_before_a_reconnect_is_not_remembered() {
+        let mut cache = RestartCounts::default();
+        let a = container("a", RunState::Running);
+        let reads = cache.to_read([&a]);
+        // The stream drops and comes back while the inspect is on the way: a `start` may
+        // have been missed in between.
+        cache.on_event(&DaemonEvent::Connected);
+        cache.record(&reads[0], 1);
+        assert!(cache.is_empty());
+        let reads = cache.to_read([&a]);
+        cache.record(&reads[0], 2);
+        assert_eq!(cache.counts([&a]), BTreeMap::from([("a".to_string(), 2)]));
     }
 }
