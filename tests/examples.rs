@@ -302,8 +302,19 @@ fn hello_serves_its_page_and_runs_its_one_shot() {
     run.delete(&dir);
 }
 
+/// Removes the images an example builds, so its test sees the build (and push) happen even
+/// after `scripts/run-examples.sh` built them on this machine (their names are the example's,
+/// not the test's). The examples must not be running while their tests run: the container
+/// names and host ports are the example's too.
+fn forget_example_images(references: &[&str]) {
+    for reference in references {
+        let _ = docker_cli(&["rmi", "-f", reference]);
+    }
+}
+
 #[test]
 fn static_site_is_built_and_published() {
+    forget_example_images(&["dockwright-examples/static-site:1"]);
     let run = Run::new("static-site");
     let dir = example("static-site");
     let first = run.apply(&dir);
@@ -516,6 +527,10 @@ fn registry_image_is_pushed_and_run_from_the_registry() {
         "the example names the registry 127.0.0.1:5000"
     );
     require_registry(&addr);
+    forget_example_images(&[
+        "127.0.0.1:5000/examples/greeter:1",
+        "127.0.0.1:5000/examples/greeter:latest",
+    ]);
     let run = Run::new("registry");
     let dir = example("registry");
     let out = run.apply(&dir);
