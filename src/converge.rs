@@ -1,9 +1,9 @@
 //! One reconcile pass, shared by every front end: observe → plan → execute, repeated while
 //! the plan holds creates deferred behind an image pull, an image was pulled or built (the
 //! containers kept on what its reference named before are planned once its ID is observed),
-//! or a rollout did not become healthy and is to be rolled back (at most a few rounds). `apply`, `diff` and `delete` are thin
-//! wrappers in `main.rs`; the Kubernetes controller runs the same rounds on a plan narrowed
-//! to one object (`kubernetes::controller`).
+//! or a rollout did not become healthy and is to be rolled back (at most a few rounds).
+//! `apply`, `diff` and `delete` are thin wrappers in `main.rs`; the Kubernetes controller runs
+//! the same rounds on a plan narrowed to one object (`kubernetes::controller`).
 
 use std::collections::BTreeSet;
 

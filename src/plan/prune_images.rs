@@ -19,8 +19,8 @@ struct Doomed {
 }
 
 /// Plans the removal of images dockwright built or pulled for resources that left the
-/// manifests or now name other images (`apply --prune`). `removed` maps container IDs to the nodes removing them in
-/// this plan, so an image whose last users go now is removed after them.
+/// manifests or now name other images (`apply --prune`). `removed` maps container IDs to the
+/// nodes removing them in this plan, so an image whose last users go now is removed after them.
 pub(super) fn plan_prune_images(
     graph: &mut Graph,
     desired: &DesiredState,
