@@ -8,28 +8,35 @@
 # Then a smoke test, unless --no-smoke: the image's `--version`, and a real converge through the
 # mounted socket (`apply` of a busybox Container, checked on the daemon, then `delete`).
 #
-# Usage: scripts/build-agent-image.sh [--tag IMAGE] [--no-smoke]   (default tag: dockwright:dev,
-# or $DOCKWRIGHT_IMAGE)
+# Usage: scripts/build-agent-image.sh [--tag IMAGE] [--binary PATH] [--no-smoke]
+#   (default tag: dockwright:dev, or $DOCKWRIGHT_IMAGE). --binary: put that dockwright binary
+#   in the image instead of building a release one (the Kubernetes tests use the binary of
+#   their own test build).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$DW_ROOT"
 
 tag="${DOCKWRIGHT_IMAGE:-dockwright:dev}"
 smoke=1
+bin=""
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --tag) [ "$#" -ge 2 ] || dw_die "--tag needs a value"; tag="$2"; shift 2 ;;
+        --binary) [ "$#" -ge 2 ] || dw_die "--binary needs a value"; bin="$2"; shift 2 ;;
         --no-smoke) smoke=0; shift ;;
-        *) dw_die "usage: $0 [--tag IMAGE] [--no-smoke]" ;;
+        *) dw_die "usage: $0 [--tag IMAGE] [--binary PATH] [--no-smoke]" ;;
     esac
 done
 
 dw_ensure_docker
 
-dw_log "cargo build --release"
-cargo build --release --locked --bin dockwright
-bin="${CARGO_TARGET_DIR:-$DW_ROOT/target}/release/dockwright"
-[ -x "$bin" ] || dw_die "$bin not found after cargo build"
+if [ -z "$bin" ]; then
+    dw_log "cargo build --release"
+    cargo build --release --locked --bin dockwright
+    bin="${CARGO_TARGET_DIR:-$DW_ROOT/target}/release/dockwright"
+    [ -x "$bin" ] || dw_die "$bin not found after cargo build"
+fi
+[ -x "$bin" ] || dw_die "$bin is not an executable"
 
 ctx="$(mktemp -d)"
 owner="dwtest-agentimg-$$"

@@ -12,10 +12,6 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$DW_ROOT"
 
-# Pinned: a new SDK (and so a new Helm) may render differently; bump it on purpose.
-HELM_SDK_PIP="helm-python-sdk==0.2.2"
-PYTHON="${PYTHON:-python3}"
-
 write=0
 case "${1:-}" in
     --write) write=1 ;;
@@ -23,29 +19,7 @@ case "${1:-}" in
     *) dw_die "usage: $0 [--write]" ;;
 esac
 
-command -v "$PYTHON" >/dev/null 2>&1 || dw_die "$PYTHON not found (the chart is rendered by Helm's SDK from Python)"
-
-# The Python that has helm_python: $PYTHON itself, else a venv under target/ (for a Python
-# whose packages pip may not touch, PEP 668).
-venv="$DW_ROOT/target/helm-sdk-venv"
-has_sdk() { "$1" -c 'import helm_python, sys; sys.exit(helm_python.__version__ != sys.argv[1])' "${HELM_SDK_PIP#*==}" 2>/dev/null; }
-if has_sdk "$PYTHON"; then
-    py="$PYTHON"
-elif [ -x "$venv/bin/python" ] && has_sdk "$venv/bin/python"; then
-    py="$venv/bin/python"
-else
-    dw_log "installing $HELM_SDK_PIP"
-    if "$PYTHON" -m pip install --quiet --disable-pip-version-check "$HELM_SDK_PIP" >/tmp/dockwright-pip.log 2>&1 &&
-        has_sdk "$PYTHON"; then
-        py="$PYTHON"
-    else
-        dw_log "pip install into $PYTHON failed (see /tmp/dockwright-pip.log); using a venv in $venv"
-        "$PYTHON" -m venv "$venv" || dw_die "cannot create a venv with $PYTHON"
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$HELM_SDK_PIP" ||
-            dw_die "pip install $HELM_SDK_PIP failed"
-        py="$venv/bin/python"
-    fi
-fi
+py="$(dw_helm_python)"
 
 crds_src=crds/dockwright.yaml
 crds_chart=charts/dockwright/crds/dockwright.yaml

@@ -158,3 +158,31 @@ dw_wait_http() {
     done
     return 1
 }
+
+# Print the path of a Python that has Helm's Go SDK (PyPI helm-python-sdk, pinned: a new SDK,
+# and so a new Helm, may render differently; bump it on purpose): $PYTHON (default python3)
+# itself, installing the SDK there when missing, else a venv under target/ (for a Python whose
+# packages pip may not touch, PEP 668).
+DW_HELM_SDK_PIP="helm-python-sdk==0.2.2"
+dw_helm_python() {
+    local python="${PYTHON:-python3}" venv="$DW_ROOT/target/helm-sdk-venv"
+    command -v "$python" >/dev/null 2>&1 || dw_die "$python not found (Helm's SDK runs from Python)"
+    _dw_has_sdk() { "$1" -c 'import helm_python, sys; sys.exit(helm_python.__version__ != sys.argv[1])' "${DW_HELM_SDK_PIP#*==}" 2>/dev/null; }
+    if _dw_has_sdk "$python"; then
+        command -v "$python"
+    elif [ -x "$venv/bin/python" ] && _dw_has_sdk "$venv/bin/python"; then
+        echo "$venv/bin/python"
+    else
+        dw_log "installing $DW_HELM_SDK_PIP"
+        if "$python" -m pip install --quiet --disable-pip-version-check "$DW_HELM_SDK_PIP" >/tmp/dockwright-pip.log 2>&1 &&
+            _dw_has_sdk "$python"; then
+            command -v "$python"
+        else
+            dw_log "pip install into $python failed (see /tmp/dockwright-pip.log); using a venv in $venv"
+            "$python" -m venv "$venv" >&2 || dw_die "cannot create a venv with $python"
+            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$DW_HELM_SDK_PIP" >&2 ||
+                dw_die "pip install $DW_HELM_SDK_PIP failed"
+            echo "$venv/bin/python"
+        fi
+    fi
+}

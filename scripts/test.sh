@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: prepares what the tests need (a Docker daemon, the Debian packages, the
-# test image, the loopback registries) — each step idempotent — then runs
+# test image, the loopback registries, the test Kubernetes control plane) — each step
+# idempotent — then runs
 # `cargo test --no-fail-fast --lib --bins --tests` (benches are run by `cargo bench`, not here). Extra arguments go to cargo test (e.g. `scripts/test.sh --test infra`).
 # Ends with one summary line, `tests: N passed, N failed, N skipped`, summed over all test binaries.
 set -euo pipefail
@@ -14,6 +15,11 @@ dw_ensure_packages
 "$DW_ROOT/scripts/start-registries.sh" >/dev/null
 # shellcheck disable=SC1091
 . "$DW_TEST_STATE/env"
+# The real Kubernetes control plane (built once per machine, 10-15 minutes the first time) and
+# the agent image its DaemonSet runs (tests/kube_cluster.rs).
+"$DW_ROOT/scripts/start-kube.sh" >/dev/null
+# shellcheck disable=SC1091
+. "$DW_TEST_STATE/kube/env"
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

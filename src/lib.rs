@@ -30,6 +30,7 @@ pub mod secrets;
 pub mod server;
 pub mod source;
 pub mod telemetry;
+pub mod tls;
 pub mod updates;
 
 pub use error::{Error, Result};

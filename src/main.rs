@@ -262,6 +262,7 @@ async fn main() -> ExitCode {
         _ => "debug",
     };
     telemetry::init(cli.log_format, level);
+    dockwright::tls::install_crypto_provider();
     match run(cli.command).await {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

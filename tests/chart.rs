@@ -267,12 +267,35 @@ fn check_wiring(objects: &[(Value, Object)], v: &Value) {
     let mounts = c.volume_mounts.as_ref().unwrap();
     let sock_vol = volumes
         .iter()
-        .find(|vol| vol.host_path.is_some())
-        .expect("a hostPath volume");
+        .find(|vol| vol.name == "docker-socket")
+        .expect("the docker-socket volume");
+    assert!(sock_vol.host_path.is_some(), "the socket comes from the host");
+    // The state directory (secret key, image records): the only other hostPath, read-write,
+    // named by XDG_STATE_HOME, so a restarted agent keeps its key on a read-only root.
+    let state_vol = volumes
+        .iter()
+        .find(|vol| vol.name == "state")
+        .expect("the state volume");
+    let state_host = state_vol.host_path.as_ref().expect("state is a hostPath");
+    assert_eq!(Some(state_host.path.as_str()), v["stateDir"].as_str());
+    assert_eq!(state_host.type_.as_deref(), Some("DirectoryOrCreate"));
+    let state_mount = mounts
+        .iter()
+        .find(|m| m.name == "state")
+        .expect("state mounted");
+    assert_ne!(state_mount.read_only, Some(true));
+    assert_eq!(
+        env_value(c, "XDG_STATE_HOME").value.as_deref(),
+        Some(state_mount.mount_path.as_str())
+    );
     assert_eq!(
         volumes.iter().filter(|vol| vol.host_path.is_some()).count(),
-        1,
-        "only the socket comes from the host"
+        2,
+        "only the socket and the state directory come from the host"
+    );
+    assert_eq!(
+        pod.host_network.unwrap_or(false),
+        v["hostNetwork"].as_bool().unwrap()
     );
     let host_path = sock_vol.host_path.as_ref().unwrap();
     let sock_mount = mounts

@@ -13,7 +13,7 @@ use std::process::Output;
 
 use base64::Engine as _;
 use common::{
-    auth_registry, dockwright, ensure_test_image, registry, require_registry, unique,
+    auth_registry, dockwright, ensure_test_image, own_layers, registry, require_registry, unique,
     CountingProxy, TestOwner, TEST_IMAGE,
 };
 use serde_json::Value;
@@ -197,14 +197,10 @@ RUN echo final > /stage
 
 fn web_context(work: &Work) -> PathBuf {
     let ctx = work.path("web");
-    write(&ctx.join("Dockerfile"), DOCKERFILE);
+    write(&ctx.join("Dockerfile"), &own_layers(DOCKERFILE, work.owner.name()));
     write(&ctx.join("app/index.html"), "v1\n");
     write(&ctx.join("app/debug.log"), "noise 1\n");
     write(&ctx.join(".dockerignore"), "# logs stay home\n**/*.log\n");
-    // Layers of their own: tests run side by side, and removing one test's image also
-    // removes its untagged parents, which another test's build of the same steps may be
-    // using as its cache at that moment ("unknown parent image ID").
-    write(&ctx.join("app/.work"), work.owner.name());
     ctx
 }
 
@@ -314,7 +310,10 @@ async fn build_args_target_labels_and_an_outside_dockerfile_reach_the_build() {
     web_context(&work);
     write(
         &work.path("dockerfiles/Other.dockerfile"),
-        "FROM dockwright-test/busybox:latest\nCOPY app/index.html /copied\n",
+        &own_layers(
+            "FROM dockwright-test/busybox:latest\nCOPY app/index.html /copied\n",
+            work.owner.name(),
+        ),
     );
     let base = format!("dwtest/{}:1", unique("base"));
     let full = format!("dwtest/{}:1", unique("full"));
@@ -365,7 +364,10 @@ async fn a_broken_dockerfile_fails_its_image_and_containers_only() {
     let work = Work::new("img-broken");
     write(
         &work.path("bad/Dockerfile"),
-        "FROM dockwright-test/busybox:latest\nRUN echo dockwright-broken-step && exit 3\n",
+        &own_layers(
+            "FROM dockwright-test/busybox:latest\nRUN echo dockwright-broken-step && exit 3\n",
+            work.owner.name(),
+        ),
     );
     let bad_ref = format!("dwtest/{}:1", unique("bad"));
     let (bad, good) = (unique("bad"), unique("good"));
@@ -557,7 +559,10 @@ async fn a_moved_tag_is_followed_with_update_interval_after_min_age() {
     let _cleanup_v2 = RemoveImages(vec![v2_tag.clone()]);
     write(
         &work.path("v2/Dockerfile"),
-        "FROM dockwright-test/busybox:latest\nRUN echo two > /version\n",
+        &own_layers(
+            "FROM dockwright-test/busybox:latest\nRUN echo two > /version\n",
+            work.owner.name(),
+        ),
     );
     docker_ok(&[
         "build",

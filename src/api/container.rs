@@ -176,7 +176,9 @@ pub struct EnvVar {
     /// Variable name.
     pub name: String,
     /// Value (empty when omitted). Exactly one of `value` and `valueFrom`.
-    #[serde(default)]
+    // Omitted when empty, which also keeps `default: ""` out of the CRD schema:
+    // kube-apiserver 1.20 refuses that default (`...value.default: Invalid value: "null"`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub value: String,
     /// A secret value read from a file or a Kubernetes Secret instead of `value`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

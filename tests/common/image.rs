@@ -122,3 +122,21 @@ fn is_static_elf(bin: &[u8]) -> bool {
     };
     (0..phnum as usize).all(|i| u32_at(phoff as usize + i * phentsize as usize) != Some(PT_INTERP))
 }
+
+/// `dockerfile` with `LABEL dwtest.layers=<tag>` after every `FROM` of the test image, so the
+/// build's layers are its own. Tests build side by side, and removing one test's image removes
+/// its untagged parents too: a build of another test that shares those steps, using them as
+/// its cache at that moment, then fails with "unknown parent image ID". `tag`: anything unique
+/// to the test (its owner name).
+pub fn own_layers(dockerfile: &str, tag: &str) -> String {
+    let mut out = String::with_capacity(dockerfile.len() + 64);
+    for line in dockerfile.lines() {
+        out.push_str(line);
+        out.push('\n');
+        let mut words = line.split_whitespace();
+        if words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) && words.next() == Some(TEST_IMAGE) {
+            out.push_str(&format!("LABEL dwtest.layers={tag}\n"));
+        }
+    }
+    out
+}

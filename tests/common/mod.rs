@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use image::{ensure_test_image, ensure_test_image_blocking, TEST_IMAGE};
+pub use image::{ensure_test_image, ensure_test_image_blocking, own_layers, TEST_IMAGE};
 pub use owner::{TestOwner, OWNER_PREFIX};
 pub use proxy::{CountingProxy, Fault, FaultPolicy, RequestInfo};
 pub use registry::{

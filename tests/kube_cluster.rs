@@ -1,0 +1,562 @@
+//! The Kubernetes add-on against a real control plane (scripts/start-kube.sh: kube-apiserver,
+//! controller manager, scheduler and a kubelet on this machine's Docker daemon, 1.20), used the
+//! way its user does: `kubectl apply -f crds/`, the chart installed, upgraded and uninstalled
+//! with Helm's own SDK (scripts/helm-release.py), the agent in its DaemonSet pod (image built
+//! locally by scripts/build-agent-image.sh from this test build's binary, `pullPolicy: Never`),
+//! resources applied with kubectl and checked on the daemon.
+//!
+//! The cluster comes from `scripts/test.sh` (it sources `$DOCKWRIGHT_TEST_STATE/kube/env`).
+//! Without it the tests say so and pass, except under CI (`CI=true`), where a missing cluster
+//! fails. Everything runs as the agent's ServiceAccount inside the pod: a verb missing from the
+//! chart's ClusterRole fails a step here. The one node has room for one agent, so the chart
+//! scenario is one test whose steps run in order.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::{run, Run};
+
+/// The test cluster, from the variables scripts/start-kube.sh writes.
+struct Cluster {
+    kubeconfig: String,
+    node: String,
+    state: PathBuf,
+    helm_python: String,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cluster() -> Option<Cluster> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (
+        var("DOCKWRIGHT_TEST_KUBECONFIG"),
+        var("DOCKWRIGHT_TEST_KUBE_NODE"),
+        var("DOCKWRIGHT_TEST_KUBE_STATE"),
+    ) {
+        (Some(kubeconfig), Some(node), Some(state)) => Some(Cluster {
+            kubeconfig,
+            node,
+            state: PathBuf::from(state),
+            helm_python: var("DOCKWRIGHT_TEST_HELM_PYTHON").unwrap_or_else(|| "python3".into()),
+        }),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("no test cluster: .ci/run must run scripts/start-kube.sh and source its env (scripts/test.sh does)")
+        }
+        _ => {
+            eprintln!("no test cluster (run through scripts/test.sh, which starts one): skipped");
+            None
+        }
+    }
+}
+
+impl Cluster {
+    fn kubectl(&self, args: &[&str]) -> Run {
+        run(Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args))
+    }
+
+    /// kubectl that must succeed; its stdout.
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(out.success(), "kubectl {args:?}: {out}");
+        out.stdout
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let text = self.kubectl_ok(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("kubectl {args:?}: {e}: {text}"))
+    }
+
+    /// `kubectl apply -f` of a YAML text.
+    fn apply(&self, yaml: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("manifest.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        self.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
+    }
+
+    fn helm(&self, args: &[&str]) -> Run {
+        run(Command::new(&self.helm_python)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .arg(root().join("scripts/helm-release.py"))
+            .args(args))
+    }
+}
+
+/// Polls `probe` every 300 ms until it gives `Some`, for at most `secs` seconds.
+fn wait_for<T>(what: &str, secs: u64, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// One managed container on the daemon.
+#[derive(Debug, Clone, PartialEq)]
+struct Managed {
+    id: String,
+    name: String,
+    state: String,
+}
+
+/// The daemon's containers of `owner` for one resource (`Container/<ns>/<name>`), by name.
+fn managed(owner: &str, namespace: &str, name: &str) -> Vec<Managed> {
+    let out = run(Command::new("docker").args([
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=dockwright.dev/owner={owner}"),
+        "--filter",
+        &format!("label=dockwright.dev/resource=Container/{namespace}/{name}"),
+        "--format",
+        "{{.ID}}\t{{.Names}}\t{{.State}}",
+    ]));
+    assert!(out.success(), "docker ps: {out}");
+    let mut all: Vec<Managed> = out
+        .stdout
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split('\t');
+            Some(Managed {
+                id: f.next()?.to_string(),
+                name: f.next()?.to_string(),
+                state: f.next()?.to_string(),
+            })
+        })
+        .collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    all
+}
+
+fn inspect(id: &str, format: &str) -> String {
+    let out = run(Command::new("docker").args(["inspect", "--format", format, id]));
+    assert!(out.success(), "docker inspect {id}: {out}");
+    out.stdout.trim().to_string()
+}
+
+/// The node's entry in a resource's status, when it says Ready=True for `generation`.
+fn ready_entry(obj: &Value, node: &str) -> Option<Value> {
+    let generation = obj["metadata"]["generation"].as_i64()?;
+    let entry = obj["status"]["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["node"] == node)?
+        .clone();
+    let ready = entry["conditions"]
+        .as_array()?
+        .iter()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    (ready && entry["observedGeneration"].as_i64() == Some(generation)).then_some(entry)
+}
+
+fn container_yaml(namespace: &str, name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: dockwright.dev/v1alpha1\nkind: Container\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  image: {image}\n  imagePullPolicy: Never\n  command: [sleep, \"3600\"]\n{extra}",
+        image = common::TEST_IMAGE
+    )
+}
+
+/// Applies the CRDs as a user does, checked first by the server (`--dry-run=server`): every
+/// API server from the chart's floor (1.20) up must accept them.
+fn install_crds(c: &Cluster) {
+    let crds = root().join("crds");
+    c.kubectl_ok(&["apply", "--dry-run=server", "-f", crds.to_str().unwrap()]);
+    let chart_crds = root().join("charts/dockwright/crds");
+    c.kubectl_ok(&["apply", "--dry-run=server", "-f", chart_crds.to_str().unwrap()]);
+    c.kubectl_ok(&["apply", "-f", crds.to_str().unwrap()]);
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/containers.dockwright.dev",
+        "crd/images.dockwright.dev",
+    ]);
+}
+
+#[test]
+fn crds_are_accepted_by_a_real_api_server() {
+    let Some(c) = cluster() else { return };
+    install_crds(&c);
+    let served = c.json(&["get", "crd", "containers.dockwright.dev"]);
+    assert_eq!(served["spec"]["versions"][0]["name"], "v1alpha1");
+}
+
+/// The agent opens a real TLS connection to the API server (before the fix it panicked: no
+/// rustls crypto provider). A token the server refuses must give a clear error and exit 2.
+#[test]
+fn the_agent_reaches_a_tls_api_server_and_reports_a_refused_token() {
+    let Some(c) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&c.kubeconfig).unwrap();
+    let bad = regex::Regex::new(r"(?m)^(\s*token:).*$")
+        .unwrap()
+        .replace(&text, "$1 not-a-valid-token");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, bad.as_ref()).unwrap();
+    let owner = common::TestOwner::new("kube-tls");
+    // `timeout`: a hang would be a failure too (exit 124).
+    let out = run(Command::new("timeout")
+        .arg("60")
+        .arg(env!("CARGO_BIN_EXE_dockwright"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .args(["agent", "--kubernetes", "--node-name", &c.node])
+        .args(["--owner", owner.name(), "--listen", "127.0.0.1:0"]));
+    assert!(!out.stderr.contains("panicked"), "{out}");
+    assert!(!out.stderr.contains("CryptoProvider"), "{out}");
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr.contains("401") || out.stderr.to_lowercase().contains("unauthorized"),
+        "the refused token is named: {out}"
+    );
+}
+
+/// The values every install of the scenario uses.
+fn chart_values(c: &Cluster, image: &str, owner: &str, port: u16, state_dir: &Path) -> Value {
+    let (repository, tag) = image.rsplit_once(':').unwrap();
+    let _ = c;
+    serde_json::json!({
+        "image": { "repository": repository, "tag": tag, "pullPolicy": "Never" },
+        "owner": owner,
+        "logFormat": "text",
+        "extraArgs": ["--resync=1m", "-v"],
+        "hostNetwork": true,
+        "stateDir": state_dir.to_str().unwrap(),
+        "extraEnv": [
+            { "name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1" },
+            { "name": "KUBERNETES_SERVICE_PORT", "value": "6443" },
+        ],
+        "metrics": { "port": port, "service": { "enabled": true, "type": "ClusterIP", "annotations": {} } },
+    })
+}
+
+/// The agent pod of the release, once Ready (through its own probes); its name.
+fn ready_agent_pod(c: &Cluster, namespace: &str, other_than: Option<&str>) -> String {
+    wait_for("the agent pod to be Ready", 180, || {
+        let pods = c.json(&["-n", namespace, "get", "pods"]);
+        pods["items"].as_array()?.iter().find_map(|p| {
+            let name = p["metadata"]["name"].as_str()?;
+            let ready = p["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            let deleting = !p["metadata"]["deletionTimestamp"].is_null();
+            (ready && !deleting && Some(name) != other_than).then(|| name.to_string())
+        })
+    })
+}
+
+fn agent_logs(c: &Cluster, namespace: &str) -> String {
+    c.kubectl(&["-n", namespace, "logs", "daemonset/dockwright", "--tail", "200"])
+        .to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_chart_installs_and_its_agent_converges_the_node() {
+    let Some(c) = cluster() else { return };
+    common::ensure_test_image_blocking();
+    install_crds(&c);
+
+    // The agent image, from this test build's binary.
+    let image = format!("dockwright-e2e:{}", common::unique("t").trim_start_matches("t-"));
+    let build = run(Command::new(root().join("scripts/build-agent-image.sh")).args([
+        "--binary",
+        env!("CARGO_BIN_EXE_dockwright"),
+        "--tag",
+        &image,
+        "--no-smoke",
+    ]));
+    assert!(build.success(), "build-agent-image.sh: {build}");
+    let _image_guard = RemoveImage(image.clone());
+
+    let owner = common::TestOwner::new("kube");
+    let release_ns = common::unique("dw-sys");
+    let apps = common::unique("apps");
+    let state_dir = c.state.join(format!("agent-state-{apps}"));
+    let values_file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    let port = free_port();
+    std::fs::write(
+        values_file.path(),
+        chart_values(&c, &image, owner.name(), port, &state_dir).to_string(),
+    )
+    .unwrap();
+    let values = values_file.path().to_str().unwrap().to_string();
+    let _teardown = Teardown {
+        kubeconfig: c.kubeconfig.clone(),
+        helm_python: c.helm_python.clone(),
+        release_ns: release_ns.clone(),
+        apps: apps.clone(),
+    };
+
+    // helm install: the DaemonSet's pod becomes Ready through its own probes.
+    let installed = c.helm(&[
+        "install",
+        "dockwright",
+        "--namespace",
+        &release_ns,
+        "--values",
+        &values,
+        "--wait",
+        "240",
+    ]);
+    assert!(installed.success(), "helm install: {installed}");
+    let pod = ready_agent_pod(&c, &release_ns, None);
+    c.kubectl_ok(&["create", "namespace", &apps]);
+
+    // A Container converges on the daemon; status and Events are written.
+    c.apply(&container_yaml(&apps, "web", "  env: [{ name: MODE, value: one }]\n"));
+    c.apply(&container_yaml(&apps, "other", ""));
+    for name in ["web", "other"] {
+        wait_for(&format!("{name} Ready"), 90, || {
+            ready_entry(&c.json(&["-n", &apps, "get", "containers.dockwright.dev", name]), &c.node)
+        });
+        let on_daemon = managed(owner.name(), &apps, name);
+        assert_eq!(on_daemon.len(), 1, "{name}: {on_daemon:?}");
+        assert_eq!(on_daemon[0].state, "running");
+    }
+    let events = wait_for("a Create event for web", 30, || {
+        let events = c.kubectl_ok(&["-n", &apps, "get", "events.events.k8s.io", "-o", "json"]);
+        events.contains("\"web\"").then_some(events)
+    });
+    assert!(events.contains("dockwright"), "{events}");
+    let other_id = managed(owner.name(), &apps, "other")[0].id.clone();
+
+    // An edit recreates exactly what changed.
+    let web_before = managed(owner.name(), &apps, "web")[0].id.clone();
+    c.apply(&container_yaml(&apps, "web", "  env: [{ name: MODE, value: two }]\n"));
+    let web_after = wait_for("web recreated", 90, || {
+        let now = managed(owner.name(), &apps, "web");
+        (now.len() == 1 && now[0].id != web_before && now[0].state == "running")
+            .then(|| now[0].id.clone())
+    });
+    assert!(inspect(&web_after, "{{.Config.Env}}").contains("MODE=two"));
+    assert_eq!(managed(owner.name(), &apps, "other")[0].id, other_id, "other untouched");
+
+    // Scale up and down.
+    c.kubectl_ok(&["-n", &apps, "patch", "containers.dockwright.dev", "web", "--type=merge", "-p", r#"{"spec":{"replicas":3}}"#]);
+    wait_for("3 replicas of web", 90, || {
+        let now = managed(owner.name(), &apps, "web");
+        (now.len() == 3 && now.iter().all(|m| m.state == "running")).then_some(())
+    });
+    c.kubectl_ok(&["-n", &apps, "patch", "containers.dockwright.dev", "web", "--type=merge", "-p", r#"{"spec":{"replicas":1}}"#]);
+    wait_for("1 replica of web", 90, || {
+        let now = managed(owner.name(), &apps, "web");
+        (now.len() == 1 && now[0].state == "running").then_some(())
+    });
+
+    // state: Stopped stops it without removing it.
+    c.kubectl_ok(&["-n", &apps, "patch", "containers.dockwright.dev", "other", "--type=merge", "-p", r#"{"spec":{"state":"Stopped"}}"#]);
+    wait_for("other stopped", 90, || {
+        let now = managed(owner.name(), &apps, "other");
+        (now.len() == 1 && now[0].state == "exited").then_some(())
+    });
+    assert_eq!(managed(owner.name(), &apps, "other")[0].id, other_id, "stopped, not recreated");
+
+    // A Secret through secretKeyRef reaches the container, never a label.
+    c.kubectl_ok(&["-n", &apps, "create", "secret", "generic", "db", "--from-literal=password=hunter2-e2e"]);
+    c.apply(&container_yaml(
+        &apps,
+        "with-secret",
+        "  env: [{ name: PASSWORD, valueFrom: { secretKeyRef: { name: db, key: password } } }]\n",
+    ));
+    wait_for("with-secret Ready", 90, || {
+        ready_entry(&c.json(&["-n", &apps, "get", "containers.dockwright.dev", "with-secret"]), &c.node)
+    });
+    let secret_id = managed(owner.name(), &apps, "with-secret")[0].id.clone();
+    assert!(inspect(&secret_id, "{{.Config.Env}}").contains("PASSWORD=hunter2-e2e"));
+    assert!(!inspect(&secret_id, "{{json .Config.Labels}}").contains("hunter2"));
+    assert!(
+        state_dir.join("dockwright").join(owner.name()).join("secret.key").is_file(),
+        "the secret key lives in the chart's state directory on the node"
+    );
+
+    // imagePullSecrets against the loopback auth registry.
+    let reg = common::auth_registry();
+    let private = format!("{}/dwtest/e2e-private:{}", reg.addr, common::unique("t"));
+    push_private(&reg, &private);
+    let config_json = std::fs::read_to_string(&reg.config_file).unwrap();
+    let secret_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret_file.path(), &config_json).unwrap();
+    c.kubectl_ok(&[
+        "-n", &apps, "create", "secret", "generic", "regcred",
+        "--type=kubernetes.io/dockerconfigjson",
+        &format!("--from-file=.dockerconfigjson={}", secret_file.path().display()),
+    ]);
+    c.apply(&format!(
+        "apiVersion: dockwright.dev/v1alpha1\nkind: Container\nmetadata:\n  name: private\n  namespace: {apps}\nspec:\n  image: {private}\n  imagePullPolicy: IfNotPresent\n  imagePullSecrets: [{{ name: regcred }}]\n  command: [sleep, \"3600\"]\n"
+    ));
+    wait_for("private pulled with the Secret and Ready", 120, || {
+        ready_entry(&c.json(&["-n", &apps, "get", "containers.dockwright.dev", "private"]), &c.node)
+    });
+
+    // The chart's policy (default: the safe one) refuses privileged; nothing is created.
+    c.apply(&container_yaml(&apps, "privileged", "  privileged: true\n"));
+    let held = wait_for("privileged held back", 60, || {
+        let obj = c.json(&["-n", &apps, "get", "containers.dockwright.dev", "privileged"]);
+        let entry = obj["status"]["nodes"].as_array()?.iter().find(|n| n["node"] == c.node.as_str())?.clone();
+        entry["lastError"].as_str().filter(|e| e.contains("privileged")).map(str::to_string)
+    });
+    assert!(held.contains("policy"), "{held}");
+    assert!(managed(owner.name(), &apps, "privileged").is_empty());
+
+    // Placement: a nodeSelector the node lacks, then the node relabelled.
+    let label = common::unique("role");
+    c.apply(&container_yaml(&apps, "placed", &format!("  nodeSelector: {{ dwtest-role: {label} }}\n")));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(managed(owner.name(), &apps, "placed").is_empty(), "not placed here yet");
+    c.kubectl_ok(&["label", "node", &c.node, &format!("dwtest-role={label}")]);
+    wait_for("placed created after the relabel", 60, || {
+        let now = managed(owner.name(), &apps, "placed");
+        (now.len() == 1 && now[0].state == "running").then_some(())
+    });
+    c.kubectl_ok(&["label", "node", &c.node, "dwtest-role-"]);
+    wait_for("placed removed after the label went", 60, || {
+        managed(owner.name(), &apps, "placed").is_empty().then_some(())
+    });
+
+    // The agent pod deleted: its successor changes nothing (same key, no duplicates).
+    let before: Vec<Vec<Managed>> = ["web", "other", "with-secret", "private"]
+        .iter()
+        .map(|n| managed(owner.name(), &apps, n))
+        .collect();
+    c.kubectl_ok(&["-n", &release_ns, "delete", "pod", &pod, "--wait=false"]);
+    let pod = ready_agent_pod(&c, &release_ns, Some(&pod));
+    std::thread::sleep(Duration::from_secs(5));
+    let after: Vec<Vec<Managed>> = ["web", "other", "with-secret", "private"]
+        .iter()
+        .map(|n| managed(owner.name(), &apps, n))
+        .collect();
+    assert_eq!(before, after, "a new agent pod recreated or duplicated something");
+
+    // The API server restarted mid-watch: the agent's watches resume.
+    let pid = std::fs::read_to_string(c.state.join("kube-apiserver.pid")).unwrap();
+    assert!(run(Command::new("kill").arg(pid.trim())).success());
+    wait_for("the API server to stop", 30, || {
+        (!run(Command::new("kill").args(["-0", pid.trim()])).success()).then_some(())
+    });
+    let restarted = run(&mut Command::new(root().join("scripts/start-kube.sh")));
+    assert!(restarted.success(), "start-kube.sh: {restarted}");
+    c.apply(&container_yaml(&apps, "web", "  env: [{ name: MODE, value: three }]\n"));
+    wait_for("web follows an edit made after the API server restart", 120, || {
+        let now = managed(owner.name(), &apps, "web");
+        (now.len() == 1 && inspect(&now[0].id, "{{.Config.Env}}").contains("MODE=three"))
+            .then_some(())
+    });
+
+    // helm upgrade: the pod rolls, the containers stay.
+    let upgraded_values = {
+        let mut v = chart_values(&c, &image, owner.name(), port, &state_dir);
+        v["podAnnotations"] = serde_json::json!({ "dwtest/upgraded": "yes" });
+        v
+    };
+    std::fs::write(values_file.path(), upgraded_values.to_string()).unwrap();
+    let others_before = managed(owner.name(), &apps, "other");
+    let upgraded = c.helm(&["upgrade", "dockwright", "--namespace", &release_ns, "--values", &values, "--wait", "240"]);
+    assert!(upgraded.success(), "helm upgrade: {upgraded}");
+    let new_pod = ready_agent_pod(&c, &release_ns, Some(&pod));
+    let annotations = c.json(&["-n", &release_ns, "get", "pod", &new_pod]);
+    assert_eq!(annotations["metadata"]["annotations"]["dwtest/upgraded"], "yes");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(managed(owner.name(), &apps, "other"), others_before);
+
+    // delete → finalizer → containers gone before the object.
+    let web_obj = c.json(&["-n", &apps, "get", "containers.dockwright.dev", "web"]);
+    let finalizers = web_obj["metadata"]["finalizers"].to_string();
+    assert!(finalizers.contains(&format!("dockwright.dev/node.{}", c.node)), "{finalizers}");
+    c.kubectl_ok(&["-n", &apps, "delete", "containers.dockwright.dev", "--all", "--timeout=120s"]);
+    for name in ["web", "other", "with-secret", "private", "privileged", "placed"] {
+        assert!(managed(owner.name(), &apps, name).is_empty(), "{name} left on the daemon");
+    }
+    let logs = agent_logs(&c, &release_ns);
+    assert!(!logs.contains("forbidden"), "the ServiceAccount lacked a verb:\n{logs}");
+
+    // helm uninstall removes the agent.
+    let uninstalled = c.helm(&["uninstall", "dockwright", "--namespace", &release_ns, "--wait", "120"]);
+    assert!(uninstalled.success(), "helm uninstall: {uninstalled}");
+    wait_for("the DaemonSet gone", 60, || {
+        let out = c.kubectl(&["-n", &release_ns, "get", "daemonset", "dockwright"]);
+        (!out.success()).then_some(())
+    });
+}
+
+/// Tags the test image as `reference` and pushes it to the auth registry, then removes the
+/// local tag, so only a pull with the credentials can bring it back.
+fn push_private(reg: &common::AuthRegistry, reference: &str) {
+    let docker_config = reg.config_file.parent().unwrap();
+    for args in [
+        vec!["tag", common::TEST_IMAGE, reference],
+        vec!["--config", docker_config.to_str().unwrap(), "push", reference],
+        vec!["rmi", reference],
+    ] {
+        let out = run(Command::new("docker").args(&args));
+        assert!(out.success(), "docker {args:?}: {out}");
+    }
+}
+
+/// Removes the agent image when the test ends.
+struct RemoveImage(String);
+
+impl Drop for RemoveImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+/// Leaves the cluster as it was, whatever step failed: the resources first (the agent removes
+/// their containers and finalizers), then the release and the namespaces.
+struct Teardown {
+    kubeconfig: String,
+    helm_python: String,
+    release_ns: String,
+    apps: String,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let kubectl = |args: &[&str]| {
+            let _ = Command::new("kubectl")
+                .env("KUBECONFIG", &self.kubeconfig)
+                .args(args)
+                .output();
+        };
+        kubectl(&["-n", &self.apps, "delete", "containers.dockwright.dev", "--all", "--timeout=60s"]);
+        // Whatever the agent could not finish: drop the finalizers so the namespace can go.
+        let out = Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(["-n", &self.apps, "get", "containers.dockwright.dev", "-o", "name"])
+            .output();
+        if let Ok(out) = out {
+            for name in String::from_utf8_lossy(&out.stdout).lines() {
+                kubectl(&["-n", &self.apps, "patch", name, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+            }
+        }
+        let _ = Command::new(&self.helm_python)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .arg(root().join("scripts/helm-release.py"))
+            .args(["uninstall", "dockwright", "--namespace", &self.release_ns])
+            .output();
+        kubectl(&["delete", "namespace", &self.apps, &self.release_ns, "--wait=false"]);
+    }
+}
