@@ -51,7 +51,14 @@ bin="$(DW_KUBE_PAUSE_IMAGE="$PAUSE_IMAGE" "$DW_ROOT/scripts/build-kube.sh" | tai
 [ -x "$bin/kube-apiserver" ] || dw_die "build-kube.sh gave no binaries ($bin)"
 mkdir -p "$KS/pki" "$KS/etcd" "$KS/kubelet" && touch "$KS/.etcd-service-stopped"
 
-running() { [ -f "$KS/$1.pid" ] && kill -0 "$(cat "$KS/$1.pid")" 2>/dev/null; }
+# A process runs when its pid is alive and not a zombie (an unreaped corpse answers kill -0).
+running() {
+    local pid
+    [ -f "$KS/$1.pid" ] || return 1
+    pid="$(cat "$KS/$1.pid")"
+    [ -r "/proc/$pid/stat" ] || return 1
+    [ "$(awk '{ sub(/.*\) /, ""); print substr($0, 1, 1) }' "/proc/$pid/stat")" != Z ]
+}
 
 # start NAME COMMAND...: run it detached (setsid, no inherited stdio), log and pid in $KS.
 start() {

@@ -303,12 +303,20 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
     )
     .unwrap();
     let values = values_file.path().to_str().unwrap().to_string();
-    let _teardown = Teardown {
-        kubeconfig: c.kubeconfig.clone(),
-        helm_python: c.helm_python.clone(),
-        release_ns: release_ns.clone(),
-        apps: apps.clone(),
-    };
+    // What a killed earlier run left (its agent would fight this one's): gone first.
+    let namespaces = c.json(&["get", "namespaces"]);
+    let stale: Vec<String> = namespaces["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["metadata"]["name"].as_str())
+        .filter(|n| n.starts_with("dw-sys-") || n.starts_with("apps-"))
+        .map(str::to_string)
+        .collect();
+    for ns in &stale {
+        Teardown::new(&c, ns.clone(), ns.clone()).run();
+    }
+    let _teardown = Teardown::new(&c, release_ns.clone(), apps.clone());
 
     // helm install: the DaemonSet's pod becomes Ready through its own probes.
     let installed = c.helm(&[
@@ -451,11 +459,16 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
     assert_eq!(before, after, "a new agent pod recreated or duplicated something");
 
     // The API server restarted mid-watch: the agent's watches resume.
+    // SIGTERM, and SIGKILL if its graceful shutdown (which waits for open watches) drags on.
     let pid = std::fs::read_to_string(c.state.join("kube-apiserver.pid")).unwrap();
-    assert!(run(Command::new("kill").arg(pid.trim())).success());
-    wait_for("the API server to stop", 30, || {
-        (!run(Command::new("kill").args(["-0", pid.trim()])).success()).then_some(())
-    });
+    let pid = pid.trim();
+    assert!(run(Command::new("kill").arg(pid)).success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = run(Command::new("kill").args(["-KILL", pid]));
+    wait_for("the API server to be gone", 30, || (!alive(pid)).then_some(()));
     let restarted = run(&mut Command::new(root().join("scripts/start-kube.sh")));
     assert!(restarted.success(), "start-kube.sh: {restarted}");
     c.apply(&container_yaml(&apps, "web", "  env: [{ name: MODE, value: three }]\n"));
@@ -501,6 +514,12 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
     });
 }
 
+/// Whether process `pid` runs (a zombie does not: it is gone, only not reaped yet).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+}
+
 /// Tags the test image as `reference` and pushes it to the auth registry, then removes the
 /// local tag, so only a pull with the credentials can bring it back.
 fn push_private(reg: &common::AuthRegistry, reference: &str) {
@@ -533,8 +552,17 @@ struct Teardown {
     apps: String,
 }
 
-impl Drop for Teardown {
-    fn drop(&mut self) {
+impl Teardown {
+    fn new(c: &Cluster, release_ns: String, apps: String) -> Self {
+        Self {
+            kubeconfig: c.kubeconfig.clone(),
+            helm_python: c.helm_python.clone(),
+            release_ns,
+            apps,
+        }
+    }
+
+    fn run(&self) {
         let kubectl = |args: &[&str]| {
             let _ = Command::new("kubectl")
                 .env("KUBECONFIG", &self.kubeconfig)
@@ -558,5 +586,11 @@ impl Drop for Teardown {
             .args(["uninstall", "dockwright", "--namespace", &self.release_ns])
             .output();
         kubectl(&["delete", "namespace", &self.apps, &self.release_ns, "--wait=false"]);
+    }
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        self.run();
     }
 }
