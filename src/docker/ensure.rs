@@ -22,6 +22,7 @@ use crate::labels;
 pub(crate) async fn ensure_network(
     docker: &Docker,
     owner: &str,
+    source: &str,
     name: &str,
 ) -> Result<(), ActionError> {
     match docker.client.inspect_network(name, None).await {
@@ -31,10 +32,7 @@ pub(crate) async fn ensure_network(
     }
     let request = NetworkCreateRequest {
         name: name.to_string(),
-        labels: Some(HashMap::from([(
-            labels::OWNER.to_string(),
-            owner.to_string(),
-        )])),
+        labels: Some(HashMap::from_iter(labels::ownership(owner, source))),
         ..Default::default()
     };
     let created = match docker.client.create_network(request).await {
@@ -80,6 +78,7 @@ pub(crate) async fn ensure_network(
 pub(crate) async fn ensure_volume(
     docker: &Docker,
     owner: &str,
+    source: &str,
     name: &str,
 ) -> Result<(), ActionError> {
     match docker.client.inspect_volume(name).await {
@@ -89,10 +88,7 @@ pub(crate) async fn ensure_volume(
     }
     let request = VolumeCreateRequest {
         name: Some(name.to_string()),
-        labels: Some(HashMap::from([(
-            labels::OWNER.to_string(),
-            owner.to_string(),
-        )])),
+        labels: Some(HashMap::from_iter(labels::ownership(owner, source))),
         ..Default::default()
     };
     docker
