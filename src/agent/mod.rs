@@ -544,16 +544,16 @@ pub fn log_report(plan: &crate::plan::Plan, r: &ActionReport) {
         .unwrap_or_default();
     match &r.outcome {
         Outcome::Succeeded => {
-            tracing::info!(resource = %r.resource, verb = r.verb, target = %r.target, %reason, elapsed_ms = r.elapsed.as_millis() as u64, "action done")
+            tracing::info!(resource = %r.resource, verb = r.verb, object = %r.target, %reason, elapsed_ms = r.elapsed.as_millis() as u64, "action done")
         }
         Outcome::Failed { error } => {
-            tracing::warn!(resource = %r.resource, verb = r.verb, target = %r.target, %reason, %error, "action failed")
+            tracing::warn!(resource = %r.resource, verb = r.verb, object = %r.target, %reason, %error, "action failed")
         }
         Outcome::Skipped { .. } => {
-            tracing::info!(resource = %r.resource, verb = r.verb, target = %r.target, %reason, "action skipped: a prerequisite failed")
+            tracing::info!(resource = %r.resource, verb = r.verb, object = %r.target, %reason, "action skipped: a prerequisite failed")
         }
         Outcome::Deferred => {
-            tracing::debug!(resource = %r.resource, verb = r.verb, target = %r.target, %reason, "action deferred until the image is present")
+            tracing::debug!(resource = %r.resource, verb = r.verb, object = %r.target, %reason, "action deferred until the image is present")
         }
     }
 }

@@ -41,7 +41,7 @@ pub(crate) async fn ensure_network(
         Err(e) if status_of(&e) == Some(409) => return Ok(()),
         Err(e) => return Err(action_error("create network", name, &e)),
     };
-    tracing::info!(network = name, id = %created.id, "network created");
+    tracing::debug!(network = name, id = %created.id, "network created");
     let filters = HashMap::from([("name", vec![name.to_string()])]);
     let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
     let same_name: Vec<(Option<(i64, u32)>, String)> =
@@ -96,7 +96,7 @@ pub(crate) async fn ensure_volume(
         .create_volume(request)
         .await
         .map_err(|e| action_error("create volume", name, &e))?;
-    tracing::info!(volume = name, "volume created");
+    tracing::debug!(volume = name, "volume created");
     Ok(())
 }
 

@@ -287,7 +287,7 @@ impl DockerRunner {
                 return Err(error);
             }
         }
-        tracing::info!(container = name, id = %created.id, "container created");
+        tracing::debug!(container = name, id = %created.id, "container created");
         self.remember(spec, &created.id);
         Ok(())
     }
