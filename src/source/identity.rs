@@ -160,7 +160,9 @@ mod tests {
         let canonical = dir.path().canonicalize().unwrap();
         let expected = canonical.to_string_lossy().into_owned();
         assert_eq!(
-            SourceId::of_paths(&[file.clone()]).unwrap().as_str(),
+            SourceId::of_paths(std::slice::from_ref(&file))
+                .unwrap()
+                .as_str(),
             expected
         );
         assert_eq!(
