@@ -51,8 +51,9 @@ fn container_labels_carry_ownership_and_drop_reserved_user_labels() {
     assert_eq!(labels[labels::REPLICA], "2");
     assert_eq!(labels[labels::SPEC], "{}");
     assert_eq!(labels[labels::SPEC_HASH], "sha256:00");
+    assert_eq!(labels[labels::SOURCE], "src");
     assert!(!labels.contains_key("dockwright.dev/other"));
-    assert_eq!(labels.len(), 6);
+    assert_eq!(labels.len(), 7);
 }
 
 #[test]
