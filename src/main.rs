@@ -660,6 +660,9 @@ where
         let docker = docker.clone();
         metrics.set_docker_request_source(Box::new(move || docker.request_counts()));
     }
+    if args.source.take_over {
+        anyhow::bail!("--take-over is for file and git sources; in Kubernetes mode remove the resource from the other source instead");
+    }
     let mut options = ControllerOptions::new(node_name, args.owner.owner.clone());
     if let Some(name) = &args.source.source {
         options.source = dockwright::source::SourceId::named(name.clone())?;

@@ -648,13 +648,17 @@ async fn file_that_never_parsed_blocks_pruning_until_it_does() {
     let undeclared = unique("ag-undecl");
     let good = unique("ag-good");
     let later = unique("ag-later");
-    // A managed container of a resource the agent's directory does not declare.
+    // A managed container of the agent's source (its directory's canonical path) that the
+    // directory does not declare: applied from elsewhere under that source's name.
     let elsewhere = tempdir();
     write(elsewhere.path(), "u.yaml", &container(&undeclared, ""));
+    let source = dir.path().canonicalize().unwrap();
     let applied = common::run(
         dockwright()
             .args(["apply", "-f"])
             .arg(elsewhere.path())
+            .arg("--source")
+            .arg(&source)
             .args(["--owner", owner.name()]),
     );
     assert!(applied.success(), "{applied}");
