@@ -28,7 +28,13 @@ pub trait Observe: Send + Sync {
 pub struct ConvergeOptions {
     /// Owner label value.
     pub owner: String,
-    /// Remove managed containers whose resource is no longer declared.
+    /// Source identity (see [`crate::plan::PlanOptions::source`]); empty: unscoped.
+    pub source: String,
+    /// Take over resources another source of the same owner declared (`--take-over`).
+    pub take_over: bool,
+    /// Record adoptions (see [`crate::plan::PlanOptions::record_adoptions`]).
+    pub record_adoptions: bool,
+    /// Remove managed containers of this source whose resource is no longer declared.
     pub prune: bool,
     /// Executor concurrency; `None` sizes it for the daemon.
     pub concurrency: Option<usize>,
@@ -44,6 +50,9 @@ impl ConvergeOptions {
     pub fn new(owner: impl Into<String>) -> Self {
         Self {
             owner: owner.into(),
+            source: String::new(),
+            take_over: false,
+            record_adoptions: false,
             prune: false,
             concurrency: None,
             max_rounds: 4,
@@ -293,6 +302,9 @@ pub(crate) async fn resolve_concurrency<O: Observe + ?Sized>(
 fn plan_options(options: &ConvergeOptions) -> PlanOptions {
     PlanOptions {
         owner: options.owner.clone(),
+        source: options.source.clone(),
+        take_over: options.take_over,
+        record_adoptions: options.record_adoptions,
         prune: options.prune,
         failed_revisions: BTreeSet::new(),
         fresh_pulls: BTreeSet::new(),

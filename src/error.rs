@@ -29,6 +29,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A state file (adoption records) could not be read or written.
+    #[error("{0}")]
+    State(#[from] crate::image_records::StateError),
     /// Output could not be serialised.
     #[error("serialising output: {0}")]
     Output(String),
@@ -41,6 +44,7 @@ impl Error {
             Error::Manifests(_) => "manifest",
             Error::Docker { .. } => "docker",
             Error::Io { .. } => "io",
+            Error::State(_) => "state",
             Error::Output(_) => "output",
         }
     }

@@ -208,7 +208,8 @@ pub async fn execute<R: ActionRunner + ?Sized>(
         let outcome = match result {
             Ok(()) => Outcome::Succeeded,
             Err(error) => {
-                tracing::info!(resource = %action.resource, verb = action.action.verb(), target = action.action.target(), error = %error, "action failed");
+                // The caller reports the outcome (the agent logs it at warn): once is enough.
+                tracing::debug!(resource = %action.resource, verb = action.action.verb(), target = action.action.target(), error = %error, "action failed");
                 Outcome::Failed { error }
             }
         };

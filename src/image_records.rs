@@ -142,6 +142,9 @@ pub struct PendingPull {
     /// `None` (notes of older versions): settled at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<String>,
+    /// The source whose plan pulls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// This process, as `pid:start-time`: the start time (from `/proc`) tells a restarted
@@ -263,6 +266,7 @@ impl ImageRecords {
                     resource: pending.resource,
                     reference: pending.reference,
                     id: now,
+                    source: pending.source,
                 };
                 if !file.pulled.contains(&record) {
                     file.pulled.push(record.clone());
@@ -313,6 +317,7 @@ mod tests {
             resource: ResourceKey::new(Kind::Image, "default", name),
             reference: format!("r.io/{name}:1"),
             id: id.into(),
+            source: None,
         }
     }
 
@@ -339,6 +344,7 @@ mod tests {
             reference: format!("r.io/{name}:1"),
             before: before.map(str::to_string),
             process: None,
+            source: None,
         }
     }
 

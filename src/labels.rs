@@ -4,6 +4,10 @@
 pub const OWNER: &str = "dockwright.dev/owner";
 /// `Kind/namespace/name` of the resource the object belongs to.
 pub const RESOURCE: &str = "dockwright.dev/resource";
+/// Source that declared the object (see [`crate::source::identity`]): a manifests
+/// directory's canonical path, a `--source` name, `git:<url>#<path>` or `kubernetes`. Not
+/// part of the spec hash, so adding it never recreates anything.
+pub const SOURCE: &str = "dockwright.dev/source";
 /// Replica index of a container.
 pub const REPLICA: &str = "dockwright.dev/replica";
 /// Hash of the effective create configuration plus image ID.
@@ -16,3 +20,14 @@ pub const BUILD_HASH: &str = "dockwright.dev/build-hash";
 pub const PREFIX: &str = "dockwright.dev/";
 /// Default owner name.
 pub const DEFAULT_OWNER: &str = "dockwright";
+
+/// The ownership labels every object dockwright creates carries (containers, built images,
+/// networks, volumes): owner and source. The one place they are built, so new kinds get both.
+pub fn ownership(owner: &str, source: &str) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    out.insert(OWNER.to_string(), owner.to_string());
+    if !source.is_empty() {
+        out.insert(SOURCE.to_string(), source.to_string());
+    }
+    out
+}

@@ -4,6 +4,7 @@
 //! [`docker`], then [`execute`] and [`report`]. The CLI in `main.rs` and every front end are
 //! thin wrappers over [`converge`].
 
+pub mod adoptions;
 pub mod agent;
 pub mod api;
 pub mod build_context;

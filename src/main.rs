@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use dockwright::adoptions::Adoptions;
 use dockwright::converge::{self, ConvergeOptions};
 use dockwright::credentials::Credentials;
 use dockwright::desired::Kind;
@@ -18,6 +19,7 @@ use dockwright::docker::{
 use dockwright::duration::parse_duration;
 use dockwright::image_records::{default_state_dir, ImageRecords};
 use dockwright::report::{self, GetFormat};
+use dockwright::source::SourceId;
 use dockwright::telemetry::{self, LogFormat};
 use dockwright::{labels, source};
 use std::time::Duration;
@@ -26,7 +28,8 @@ const EXAMPLES: &str = "\
 Examples:
   dockwright apply -f examples/            converge the daemon to the manifests, once
   dockwright diff -f app.yaml              show what apply would do (exit 1 when it would change something)
-  dockwright apply -f app/ --prune         also remove managed containers no longer declared
+  dockwright apply -f app/ --prune         also remove containers app/ created and no longer declares
+  dockwright prune --orphans --dry-run     list containers no source declared (made before sources)
   dockwright get -o json                   list managed containers
   dockwright logs web -f --tail 20         follow the logs of every replica of `web`
   dockwright delete -f app.yaml            remove the containers the manifests declare
@@ -101,6 +104,8 @@ struct AgentArgs {
     node_name: Option<String>,
     #[command(flatten)]
     owner: OwnerArg,
+    #[command(flatten)]
+    source: SourceArgs,
     /// Address for /metrics, /healthz, /readyz and /state (read-only).
     #[arg(long, default_value = "127.0.0.1:9090")]
     listen: std::net::SocketAddr,
@@ -157,6 +162,21 @@ struct Sources {
 }
 
 #[derive(Args, Debug)]
+struct SourceArgs {
+    /// Name of this source (the `dockwright.dev/source` label on what it creates; pruning
+    /// only removes what the same owner and source created). Default: the canonical path of
+    /// the manifests' directory (Kubernetes mode: `kubernetes`). Name it so a renamed or
+    /// moved directory keeps its containers.
+    #[arg(long, value_name = "NAME", env = "DOCKWRIGHT_SOURCE")]
+    source: Option<String>,
+    /// Take over resources this source declares whose containers another source of the same
+    /// owner created: recorded as this source's, without a recreate (logged and shown by
+    /// `diff`). Without it such a resource is an error naming the other source.
+    #[arg(long)]
+    take_over: bool,
+}
+
+#[derive(Args, Debug)]
 struct OwnerArg {
     /// Owner label value: instances with different owners share a daemon without seeing each other.
     #[arg(long, env = "DOCKWRIGHT_OWNER", default_value = labels::DEFAULT_OWNER)]
@@ -175,6 +195,14 @@ struct RegistryArgs {
 struct PruneArgs {
     #[command(flatten)]
     owner: OwnerArg,
+    /// Remove the owner's containers that no source declared: made before source labels
+    /// existed (`dockwright.dev/source`) and never adopted by a source declaring them. Images
+    /// are left alone.
+    #[arg(long)]
+    orphans: bool,
+    /// With --orphans: list them and remove nothing.
+    #[arg(long, requires = "orphans")]
+    dry_run: bool,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -184,10 +212,13 @@ struct ApplyArgs {
     #[command(flatten)]
     sources: Sources,
     #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
     owner: OwnerArg,
     #[command(flatten)]
     registry: RegistryArgs,
-    /// Also remove managed containers whose resource is no longer declared.
+    /// Also remove managed containers whose resource is no longer declared (only ones this
+    /// source created: same owner and source).
     #[arg(long)]
     prune: bool,
     /// Print the plan and change nothing.
@@ -204,6 +235,8 @@ struct ApplyArgs {
 struct DiffArgs {
     #[command(flatten)]
     sources: Sources,
+    #[command(flatten)]
+    source: SourceArgs,
     #[command(flatten)]
     owner: OwnerArg,
     #[command(flatten)]
@@ -256,9 +289,10 @@ const EXIT_ERROR: u8 = 2;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
+    // The agent says what it does: each daemon write at info by default.
+    let level = match (cli.verbose, matches!(cli.command, Command::Agent(_))) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "warn,dockwright=info",
         _ => "debug",
     };
     telemetry::init(cli.log_format, level);
@@ -345,6 +379,40 @@ async fn connect() -> anyhow::Result<Docker> {
     Ok(Docker::connect().await?)
 }
 
+/// Connects, keeping `owner`'s adoption records (see `dockwright::adoptions`) when it has a
+/// state directory.
+async fn connect_as(owner: &str) -> anyhow::Result<Docker> {
+    Ok(with_adoptions(connect().await?, owner))
+}
+
+fn with_adoptions(docker: Docker, owner: &str) -> Docker {
+    match default_state_dir(owner) {
+        Some(dir) => docker.with_adoptions(Arc::new(Adoptions::new(dir))),
+        None => {
+            tracing::warn!("neither XDG_STATE_HOME nor HOME is set: containers without a source label cannot be adopted, nor taken over");
+            docker
+        }
+    }
+}
+
+/// This run's source: `--source NAME`, else the manifests' directory.
+fn source_of(arg: &SourceArgs, paths: &[PathBuf]) -> anyhow::Result<SourceId> {
+    Ok(match &arg.source {
+        Some(name) => SourceId::named(name.clone())?,
+        None => SourceId::of_paths(paths)?,
+    })
+}
+
+/// Sets the source, take-over and adoption settings of a pass.
+fn scope(options: &mut ConvergeOptions, source: &SourceId, arg: &SourceArgs, docker: &Docker) {
+    options.source = source.as_str().to_string();
+    options.take_over = arg.take_over;
+    options.record_adoptions = docker.adoptions().is_some();
+    if arg.take_over {
+        tracing::warn!(source = %source, "--take-over: resources declared here are taken over from any other source of the same owner");
+    }
+}
+
 /// The image-aware observer of one pass (registry digest checks done, failures printed),
 /// the credentials and the pulled-image records of the owner.
 async fn image_observer(
@@ -371,8 +439,29 @@ async fn image_observer(
 }
 
 async fn prune(args: PruneArgs) -> anyhow::Result<u8> {
-    let docker = connect().await?;
     let owner = args.owner.owner.clone();
+    let docker = connect_as(&owner).await?;
+    if args.orphans {
+        let runner = DockerRunner::new(docker.clone(), owner.clone());
+        if args.dry_run {
+            let plan = dockwright::prune::plan_orphans(&docker, &owner).await?;
+            let text = report::plan_text(&plan);
+            print!(
+                "{}",
+                if text.is_empty() {
+                    "no orphans\n".to_string()
+                } else {
+                    text
+                }
+            );
+            return Ok(0);
+        }
+        let mut print =
+            |r: &dockwright::execute::ActionReport| println!("{}", report::action_line(r));
+        let result =
+            dockwright::prune::prune_orphans(&docker, &runner, &owner, None, &mut print).await?;
+        return Ok(finish(&result, "no orphans", true));
+    }
     let empty = dockwright::desired::DesiredState::default();
     let (observer, credentials, records, _) =
         image_observer(&docker, &empty, &owner, &args.registry, true).await;
@@ -388,8 +477,10 @@ async fn prune(args: PruneArgs) -> anyhow::Result<u8> {
 
 async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     let desired = load(&args.sources)?;
-    let docker = connect().await?;
+    let source = source_of(&args.source, &args.sources.paths)?;
+    let docker = connect_as(&args.owner.owner).await?;
     let mut options = ConvergeOptions::new(args.owner.owner.clone());
+    scope(&mut options, &source, &args.source, &docker);
     options.prune = args.prune;
     options.concurrency = args.concurrency;
     options.gate = gate(&args.policy, &options.owner)?;
@@ -414,8 +505,9 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         );
         return Ok(0);
     }
-    let mut runner =
-        DockerRunner::new(docker.clone(), args.owner.owner.clone()).with_credentials(credentials);
+    let mut runner = DockerRunner::new(docker.clone(), args.owner.owner.clone())
+        .with_source(&source)
+        .with_credentials(credentials);
     if let Some(records) = records {
         runner = runner.with_image_records(records);
     }
@@ -484,13 +576,18 @@ async fn agent(args: AgentArgs) -> anyhow::Result<u8> {
         .manifests
         .as_deref()
         .context("--manifests or --kubernetes is required")?;
+    let source = match &args.source.source {
+        Some(name) => SourceId::named(name.clone())?,
+        None => SourceId::directory(manifests)?,
+    };
+    tracing::info!(%source, owner = %args.owner.owner, "source");
     let watcher = ManifestDirWatcher::initial_load(manifests)?;
     for error in &watcher.snapshot().errors {
         tracing::warn!(%error, "manifest problem; its last good version (if any) stays in effect");
     }
     let handle = watcher.watch(WatchOptions::default())?;
     let docker = tokio::select! {
-        docker = connect_with_retry() => docker,
+        docker = connect_with_retry() => with_adoptions(docker, &args.owner.owner),
         () = stopped() => return Ok(0),
     };
     {
@@ -498,6 +595,12 @@ async fn agent(args: AgentArgs) -> anyhow::Result<u8> {
         metrics.set_docker_request_source(Box::new(move || docker.request_counts()));
     }
     let mut options = AgentOptions::new(args.owner.owner.clone());
+    options.source = source;
+    options.take_over = args.source.take_over;
+    options.record_adoptions = docker.adoptions().is_some();
+    if options.take_over {
+        tracing::warn!(source = %options.source, "--take-over: resources declared here are taken over from any other source of the same owner");
+    }
     options.gate = gate(&args.policy, &options.owner)?;
     options.resync = args.resync;
     options.backoff = BackoffPolicy {
@@ -546,14 +649,25 @@ where
         .await
         .context("connecting to the Kubernetes API (in-cluster service account or KUBECONFIG)")?;
     let docker = tokio::select! {
-        docker = connect_with_retry() => docker,
+        // Adoption records only where the operator gave the pod a state directory (see the
+        // image records below); without, unlabelled containers are adopted without a record.
+        docker = connect_with_retry() => match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+            Some(_) => with_adoptions(docker, &args.owner.owner),
+            None => docker,
+        },
         () = stopped() => return Ok(0),
     };
     {
         let docker = docker.clone();
         metrics.set_docker_request_source(Box::new(move || docker.request_counts()));
     }
+    if args.source.take_over {
+        anyhow::bail!("--take-over is for file and git sources; in Kubernetes mode remove the resource from the other source instead");
+    }
     let mut options = ControllerOptions::new(node_name, args.owner.owner.clone());
+    if let Some(name) = &args.source.source {
+        options.source = dockwright::source::SourceId::named(name.clone())?;
+    }
     options.gate = gate(&args.policy, &options.owner)?;
     // The pod does not share the node's filesystem: judge host paths as written, never
     // through the pod's own symlinks.
@@ -652,8 +766,10 @@ fn convert(args: ConvertArgs) -> anyhow::Result<u8> {
 
 async fn diff(args: DiffArgs) -> anyhow::Result<u8> {
     let desired = load(&args.sources)?;
-    let docker = connect().await?;
+    let source = source_of(&args.source, &args.sources.paths)?;
+    let docker = connect_as(&args.owner.owner).await?;
     let mut options = ConvergeOptions::new(args.owner.owner.clone());
+    scope(&mut options, &source, &args.source, &docker);
     options.prune = args.prune;
     options.gate = gate(&args.policy, &options.owner)?;
     let (observer, ..) = image_observer(

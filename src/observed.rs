@@ -105,6 +105,10 @@ pub struct ObservedContainer {
     pub spec_hash: Option<String>,
     /// The spec label (canonical JSON of the create configuration plus image ID).
     pub spec: Option<String>,
+    /// The source that declared it: the `dockwright.dev/source` label, or the adoption
+    /// record that moved it (see [`crate::adoptions`]). `None`: created before sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// State.
     pub state: RunState,
     /// Health, when the container has a health check.
@@ -190,6 +194,8 @@ pub struct ObservedImage {
     pub resource: Option<ResourceKey>,
     /// `dockwright.dev/build-hash` label.
     pub build_hash: Option<String>,
+    /// `dockwright.dev/source` label.
+    pub source: Option<String>,
 }
 
 impl ObservedImage {
@@ -231,4 +237,8 @@ pub struct ImageRecord {
     pub reference: String,
     /// Image ID it resolved to after the pull.
     pub id: String,
+    /// The source whose plan pulled it (`None`: recorded before sources existed; then only
+    /// `dockwright prune` removes it, never a source's `--prune`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }

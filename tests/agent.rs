@@ -45,8 +45,24 @@ impl Agent {
     /// plus `extra`, against `docker_host` (default: the tests' daemon). Returns once the agent
     /// logged its listen address (it binds before the first pass, so `/readyz` may be 503).
     fn start(owner: &TestOwner, dir: &Path, extra: &[&str], docker_host: Option<&str>) -> Agent {
+        Self::start_logging(&["-v"], owner, dir, extra, docker_host)
+    }
+
+    /// [`Agent::start`] at the default log level (no `-v`).
+    fn start_quiet(owner: &TestOwner, dir: &Path, extra: &[&str]) -> Agent {
+        Self::start_logging(&[], owner, dir, extra, None)
+    }
+
+    fn start_logging(
+        verbosity: &[&str],
+        owner: &TestOwner,
+        dir: &Path,
+        extra: &[&str],
+        docker_host: Option<&str>,
+    ) -> Agent {
         let mut cmd = dockwright();
-        cmd.args(["-v", "--log-format", "json", "agent", "--manifests"])
+        cmd.args(verbosity)
+            .args(["--log-format", "json", "agent", "--manifests"])
             .arg(dir)
             .args(["--owner", owner.name(), "--listen", "127.0.0.1:0"])
             .args(extra)
@@ -632,13 +648,17 @@ async fn file_that_never_parsed_blocks_pruning_until_it_does() {
     let undeclared = unique("ag-undecl");
     let good = unique("ag-good");
     let later = unique("ag-later");
-    // A managed container of a resource the agent's directory does not declare.
+    // A managed container of the agent's source (its directory's canonical path) that the
+    // directory does not declare: applied from elsewhere under that source's name.
     let elsewhere = tempdir();
     write(elsewhere.path(), "u.yaml", &container(&undeclared, ""));
+    let source = dir.path().canonicalize().unwrap();
     let applied = common::run(
         dockwright()
             .args(["apply", "-f"])
             .arg(elsewhere.path())
+            .arg("--source")
+            .arg(&source)
             .args(["--owner", owner.name()]),
     );
     assert!(applied.success(), "{applied}");
@@ -1330,4 +1350,142 @@ async fn pull_policy_always_pulls_once_per_resync_not_once_per_pass() {
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(pulls(&agent), 1.0, "{}", agent.log_text());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sources: an agent prunes only what its own directory created, and says what it does
+// ---------------------------------------------------------------------------------------------
+
+/// The `action done` log lines (JSON) of the agent.
+fn actions_done(agent: &Agent) -> Vec<Value> {
+    agent
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "action done")
+        .collect()
+}
+
+#[tokio::test]
+async fn an_agent_on_another_directory_touches_nothing_an_apply_created_and_logs_each_action_once()
+{
+    ensure_test_image().await;
+    let docker = common::docker().await;
+    let owner = TestOwner::new("agent-src");
+    let applied = tempdir();
+    let followed = tempdir();
+    let (web, once, mine) = (unique("src-web"), unique("src-once"), unique("src-mine"));
+    write(applied.path(), "web.yaml", &container(&web, ""));
+    write(applied.path(), "once.yaml", &container(&once, ""));
+    write(followed.path(), "mine.yaml", &container(&mine, ""));
+    let out = dockwright()
+        .args(["apply", "-f"])
+        .arg(applied.path())
+        .args(["--owner", owner.name()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let before: Vec<Seen> = vec![
+        running(&docker, &web).await.unwrap(),
+        running(&docker, &once).await.unwrap(),
+    ];
+
+    // Default log level: what the agent does is on stderr, once per action.
+    let agent = Agent::start_quiet(&owner, followed.path(), &[]);
+    agent.wait_ready().await;
+    agent
+        .eventually("mine running", async || running(&docker, &mine).await)
+        .await;
+    // Give a pruning agent every chance: a resync-free second pass follows its own actions.
+    agent
+        .eventually("the start logged", async || {
+            actions_done(&agent)
+                .iter()
+                .any(|v| v["verb"] == "start" && v["object"] == mine.as_str())
+                .then_some(())
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (name, seen) in [&web, &once].into_iter().zip(&before) {
+        let now = running(&docker, name).await;
+        assert_eq!(
+            now.map(|c| c.id),
+            Some(seen.id.clone()),
+            "{name} was touched"
+        );
+    }
+    let done = actions_done(&agent);
+    for verb in ["create", "start"] {
+        let lines: Vec<&Value> = done
+            .iter()
+            .filter(|v| v["verb"] == verb && v["object"] == mine.as_str())
+            .collect();
+        assert_eq!(lines.len(), 1, "{verb} logged once\n{}", agent.log_text());
+        assert_eq!(lines[0]["reason"], "missing", "{}", agent.log_text());
+    }
+    assert!(
+        done.iter().all(|v| v["object"] == mine.as_str()),
+        "only mine acted on\n{}",
+        agent.log_text()
+    );
+    assert!(
+        !agent.log_text().contains("DEBUG"),
+        "default level is info: {}",
+        agent.log_text()
+    );
+}
+
+#[tokio::test]
+async fn two_agents_of_one_owner_on_two_directories_each_prune_only_their_own() {
+    ensure_test_image().await;
+    let docker = common::docker().await;
+    let owner = TestOwner::new("agent-two");
+    let (dir_a, dir_b) = (tempdir(), tempdir());
+    let (a1, a2, b1) = (unique("two-a1"), unique("two-a2"), unique("two-b1"));
+    write(dir_a.path(), "a1.yaml", &container(&a1, ""));
+    write(dir_a.path(), "a2.yaml", &container(&a2, ""));
+    write(dir_b.path(), "b1.yaml", &container(&b1, ""));
+    let (agent_a, _) = start_converged(&docker, &owner, dir_a.path(), &[], None, &[&a1, &a2]).await;
+    let (agent_b, seen_b) = start_converged(&docker, &owner, dir_b.path(), &[], None, &[&b1]).await;
+    // Side by side: each agent's first passes saw the other's containers and left them.
+    let a1_id = running(&docker, &a1).await.unwrap().id;
+
+    std::fs::remove_file(dir_a.path().join("a2.yaml")).unwrap();
+    agent_a
+        .eventually("a2 pruned by its agent", async || {
+            inspect(&docker, &a2).await.is_none().then_some(())
+        })
+        .await;
+    std::fs::remove_file(dir_b.path().join("b1.yaml")).unwrap();
+    agent_b
+        .eventually("b1 pruned by its agent", async || {
+            inspect(&docker, &b1).await.is_none().then_some(())
+        })
+        .await;
+    // The container is gone a moment before the agent logs its removal.
+    let removed_by_b: Vec<Value> = agent_b
+        .eventually("b1's removal logged", async || {
+            let removed: Vec<Value> = actions_done(&agent_b)
+                .into_iter()
+                .filter(|v| v["verb"] == "remove")
+                .collect();
+            (!removed.is_empty()).then_some(removed)
+        })
+        .await;
+    assert_eq!(running(&docker, &a1).await.map(|c| c.id), Some(a1_id));
+    assert_eq!(removed_by_b.len(), 1, "{}", agent_b.log_text());
+    assert_eq!(removed_by_b[0]["object"], b1.as_str());
+    assert!(
+        removed_by_b[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no longer declared by source")),
+        "{}",
+        agent_b.log_text()
+    );
+    assert!(actions_done(&agent_a)
+        .iter()
+        .all(|v| v["object"] != b1.as_str()));
+    drop(seen_b);
 }

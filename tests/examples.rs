@@ -89,9 +89,11 @@ impl Run {
             .unwrap()
     }
 
-    /// `dockwright apply -f PATH`, which must succeed; returns its stdout.
+    /// `dockwright apply -f PATH --source example`, which must succeed; returns its stdout.
+    /// One named source, so an edited copy of an example in a temporary directory updates
+    /// what the example created instead of clashing with it.
     fn apply(&self, path: &Path) -> String {
-        let out = self.dockwright(&["apply", "-f", path.to_str().unwrap()]);
+        let out = self.dockwright(&["apply", "-f", path.to_str().unwrap(), "--source", "example"]);
         assert!(
             out.status.success(),
             "apply -f {}: {}",

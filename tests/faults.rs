@@ -669,3 +669,90 @@ async fn two_owners_on_one_daemon_never_see_nor_touch_each_other() {
         b_fleet.containers() + 1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sources_of_one_owner_never_touch_each_other() {
+    ensure_test_image().await;
+    let a = setup("src-a", 15);
+    let b_dir = tempfile::tempdir().unwrap();
+    let b_fleet = Fleet::new(&unique("src-b"), 15);
+    b_fleet.write(b_dir.path());
+    let owner = a.owner.name();
+    // Both converge at once under one owner, each pruning: neither removes the other's.
+    let spawn = |dir: &Path| {
+        dockwright()
+            .args(["apply", "--prune", "-f"])
+            .arg(dir)
+            .args(["--owner", owner])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (ca, cb) = (spawn(a.dir.path()), spawn(b_dir.path()));
+    for c in [ca, cb] {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let d = docker().await;
+    let b_source = b_dir.path().canonicalize().unwrap();
+    let b_source = b_source.to_string_lossy();
+    let of_b = |c: &common::fleet::Seen| {
+        c.labels.get(dockwright::labels::SOURCE).map(String::as_str) == Some(&*b_source)
+    };
+    let b_ids = || async {
+        owned(&d, owner)
+            .await
+            .into_iter()
+            .filter(of_b)
+            .map(|c| c.id)
+            .collect::<BTreeSet<String>>()
+    };
+    assert!(verify(&d, owner, &a.fleet, a.dir.path())
+        .await
+        .problems
+        .is_empty());
+    assert!(verify(&d, owner, &b_fleet, b_dir.path())
+        .await
+        .problems
+        .is_empty());
+    let before = b_ids().await;
+    assert_eq!(before.len(), b_fleet.containers());
+
+    // A declares a name B created: an error for that resource naming both sources, B's
+    // container untouched; A's prune of everything else leaves all of B alone.
+    let stolen = b_fleet.members[1].name.clone();
+    std::fs::write(
+        a.dir.path().join("steal.yaml"),
+        format!(
+            "apiVersion: dockwright.dev/v1alpha1\nkind: Container\nmetadata: {{name: {stolen}}}\nspec:\n  image: {TEST_IMAGE}\n  imagePullPolicy: Never\n  command: [sleep, '3600']\n"
+        ),
+    )
+    .unwrap();
+    std::fs::remove_file(a.dir.path().join("fleet.yaml")).unwrap();
+    let out = run(dockwright()
+        .args(["apply", "--prune", "-f"])
+        .arg(a.dir.path())
+        .args(["--owner", owner]));
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr.contains(&*b_source) && out.stderr.contains("--take-over"),
+        "{out}"
+    );
+    let a_left: Vec<String> = owned(&d, owner)
+        .await
+        .into_iter()
+        .filter(|c| !of_b(c))
+        .map(|c| c.name)
+        .collect();
+    assert!(a_left.is_empty(), "A's prune left {a_left:?}");
+    let after = b_ids().await;
+    let touched = before.symmetric_difference(&after).count();
+    println!(
+        "campaign two-sources: trials 1, faults injected 1, resources converged {}, objects lost 0, objects of the other source touched {touched}, unmanaged objects touched {}",
+        b_fleet.containers(),
+        a.neighbours.touched().len()
+    );
+    assert_eq!(touched, 0, "A touched B's containers");
+    assert!(a.neighbours.touched().is_empty());
+}

@@ -39,6 +39,15 @@ pub use triggers::ImageInterest;
 pub struct AgentOptions {
     /// Owner label value.
     pub owner: String,
+    /// Source identity: labels what the agent creates and scopes its pruning (see
+    /// [`crate::plan::PlanOptions::source`]). Default: `kubernetes`'s counterpart for files
+    /// is set by the CLI (the directory's canonical path, or `--source`).
+    pub source: crate::source::SourceId,
+    /// Take over resources another source of the same owner declared (`--take-over`).
+    pub take_over: bool,
+    /// Record adoptions (see [`crate::plan::PlanOptions::record_adoptions`]); set when the
+    /// daemon handle keeps adoption records.
+    pub record_adoptions: bool,
     /// Full resync interval (the safety net; events do the real work).
     pub resync: Duration,
     /// Per-resource failure back-off.
@@ -63,6 +72,9 @@ impl AgentOptions {
     pub fn new(owner: impl Into<String>) -> Self {
         Self {
             owner: owner.into(),
+            source: crate::source::SourceId::kubernetes(),
+            take_over: false,
+            record_adoptions: false,
             resync: Duration::from_secs(300),
             backoff: BackoffPolicy::default(),
             concurrency: None,
@@ -100,6 +112,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> crate::Result<()> {
     let mut runner = DockerRunner::new(docker.clone(), options.owner.clone())
+        .with_source(&options.source)
         .with_credentials(options.credentials.clone());
     if let Some(records) = &options.image_records {
         runner = runner.with_image_records(Arc::clone(records));
@@ -364,6 +377,9 @@ impl Loop {
             &observed,
             &PlanOptions {
                 owner: self.options.owner.clone(),
+                source: self.options.source.as_str().to_string(),
+                take_over: self.options.take_over,
+                record_adoptions: self.options.record_adoptions,
                 prune: input.complete,
                 failed_revisions: self.revisions.held(Instant::now()),
                 fresh_pulls: self.fresh_pulls.fresh(started),
@@ -417,7 +433,7 @@ impl Loop {
             let runner = bounded::BoundedRunner::new(Arc::clone(&self.runner), permits);
             let tx = self.done_tx.clone();
             tokio::spawn(async move {
-                let mut log = |r: &ActionReport| log_report(r);
+                let mut log = |r: &ActionReport| log_report(&group, r);
                 let reports =
                     execute(&group, &runner, ExecuteOptions { concurrency }, &mut log).await;
                 let verdict = GroupVerdict::of(&group, &reports);
@@ -516,19 +532,28 @@ fn drift_reason(reason: &Reason) -> Option<&'static str> {
     }
 }
 
-fn log_report(r: &ActionReport) {
+/// Logs one action's outcome, once, with the reason it was planned for: at info for every
+/// daemon write (and adoption) that ran or was skipped, at warn for a failure; a create
+/// deferred behind a pull only at debug (it is logged when it runs). File, git and
+/// Kubernetes modes share it.
+pub fn log_report(plan: &crate::plan::Plan, r: &ActionReport) {
+    let reason = plan
+        .actions
+        .get(r.id)
+        .map(|a| a.reason.to_string())
+        .unwrap_or_default();
     match &r.outcome {
         Outcome::Succeeded => {
-            tracing::info!(resource = %r.resource, verb = r.verb, target = %r.target, elapsed_ms = r.elapsed.as_millis() as u64, "action done")
+            tracing::info!(resource = %r.resource, verb = r.verb, object = %r.target, %reason, elapsed_ms = r.elapsed.as_millis() as u64, "action done")
         }
         Outcome::Failed { error } => {
-            tracing::warn!(resource = %r.resource, verb = r.verb, target = %r.target, %error, "action failed")
+            tracing::warn!(resource = %r.resource, verb = r.verb, object = %r.target, %reason, %error, "action failed")
         }
         Outcome::Skipped { .. } => {
-            tracing::info!(resource = %r.resource, verb = r.verb, target = %r.target, "action skipped: a prerequisite failed")
+            tracing::info!(resource = %r.resource, verb = r.verb, object = %r.target, %reason, "action skipped: a prerequisite failed")
         }
         Outcome::Deferred => {
-            tracing::debug!(resource = %r.resource, verb = r.verb, target = %r.target, "action deferred until the image is present")
+            tracing::debug!(resource = %r.resource, verb = r.verb, object = %r.target, %reason, "action deferred until the image is present")
         }
     }
 }

@@ -161,6 +161,7 @@ spec:
             replica: None,
             spec_hash: None,
             spec: None,
+            source: None,
             state: RunState::Running,
             health: None,
             exit_code: None,

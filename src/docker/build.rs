@@ -172,7 +172,7 @@ pub(crate) async fn build(
             .and_then(|i| i.id)
             .ok_or_else(|| fail(ErrorKind::Daemon, "the daemon reported no image ID".into()))?,
     };
-    tracing::info!(reference, %id, "built");
+    tracing::debug!(reference, %id, "built");
     Ok(id)
 }
 
@@ -180,7 +180,7 @@ fn emit(reference: &str, line: &str, output: Option<&dyn BuildOutput>) {
     if line.is_empty() {
         return;
     }
-    tracing::info!(image = reference, "{line}");
+    tracing::debug!(image = reference, "{line}");
     if let Some(output) = output {
         output.line(reference, line);
     }

@@ -26,6 +26,9 @@ pub struct Docker {
     pub(crate) client: bollard::Docker,
     host: String,
     counters: Arc<Counters>,
+    /// Where containers adopted or taken over without a recreate are recorded (read over
+    /// their source label by every observation); `None` keeps no records.
+    pub(crate) adoptions: Option<Arc<crate::adoptions::Adoptions>>,
 }
 
 impl Docker {
@@ -66,7 +69,20 @@ impl Docker {
             client,
             host: host.to_string(),
             counters,
+            adoptions: None,
         })
+    }
+
+    /// Reads and writes adoption records in `adoptions` (see [`crate::adoptions`]): the
+    /// owner's state directory, shared by its `apply` runs and agents.
+    pub fn with_adoptions(mut self, adoptions: Arc<crate::adoptions::Adoptions>) -> Self {
+        self.adoptions = Some(adoptions);
+        self
+    }
+
+    /// The adoption records, when kept.
+    pub fn adoptions(&self) -> Option<&Arc<crate::adoptions::Adoptions>> {
+        self.adoptions.as_ref()
     }
 
     /// The negotiated API version, e.g. `1.41`.

@@ -22,6 +22,7 @@ use crate::labels;
 pub(crate) async fn ensure_network(
     docker: &Docker,
     owner: &str,
+    source: &str,
     name: &str,
 ) -> Result<(), ActionError> {
     match docker.client.inspect_network(name, None).await {
@@ -31,10 +32,7 @@ pub(crate) async fn ensure_network(
     }
     let request = NetworkCreateRequest {
         name: name.to_string(),
-        labels: Some(HashMap::from([(
-            labels::OWNER.to_string(),
-            owner.to_string(),
-        )])),
+        labels: Some(HashMap::from_iter(labels::ownership(owner, source))),
         ..Default::default()
     };
     let created = match docker.client.create_network(request).await {
@@ -43,7 +41,7 @@ pub(crate) async fn ensure_network(
         Err(e) if status_of(&e) == Some(409) => return Ok(()),
         Err(e) => return Err(action_error("create network", name, &e)),
     };
-    tracing::info!(network = name, id = %created.id, "network created");
+    tracing::debug!(network = name, id = %created.id, "network created");
     let filters = HashMap::from([("name", vec![name.to_string()])]);
     let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
     let same_name: Vec<(Option<(i64, u32)>, String)> =
@@ -80,6 +78,7 @@ pub(crate) async fn ensure_network(
 pub(crate) async fn ensure_volume(
     docker: &Docker,
     owner: &str,
+    source: &str,
     name: &str,
 ) -> Result<(), ActionError> {
     match docker.client.inspect_volume(name).await {
@@ -89,10 +88,7 @@ pub(crate) async fn ensure_volume(
     }
     let request = VolumeCreateRequest {
         name: Some(name.to_string()),
-        labels: Some(HashMap::from([(
-            labels::OWNER.to_string(),
-            owner.to_string(),
-        )])),
+        labels: Some(HashMap::from_iter(labels::ownership(owner, source))),
         ..Default::default()
     };
     docker
@@ -100,7 +96,7 @@ pub(crate) async fn ensure_volume(
         .create_volume(request)
         .await
         .map_err(|e| action_error("create volume", name, &e))?;
-    tracing::info!(volume = name, "volume created");
+    tracing::debug!(volume = name, "volume created");
     Ok(())
 }
 

@@ -70,7 +70,7 @@ pub(crate) async fn remove_image(
             .remove_image(reference, Some(options()), None)
             .await
         {
-            Ok(_) => tracing::info!(reference, "untagged"),
+            Ok(_) => tracing::debug!(reference, "untagged"),
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(refusal(reference, &e)),
         }
@@ -87,7 +87,7 @@ pub(crate) async fn remove_image(
     }
     match docker.client.remove_image(id, Some(options()), None).await {
         Ok(_) => {
-            tracing::info!(image = id, "image removed");
+            tracing::debug!(image = id, "image removed");
             Ok(())
         }
         Err(e) if is_not_found(&e) => Ok(()),

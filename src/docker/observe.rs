@@ -32,7 +32,27 @@ impl Docker {
                 operation: "list containers".into(),
                 source,
             })?;
-        Ok(list.into_iter().filter_map(observed_container).collect())
+        let mut containers: Vec<ObservedContainer> =
+            list.into_iter().filter_map(observed_container).collect();
+        if let Some(adoptions) = &self.adoptions {
+            // An unreadable record is an error, not "no records": a container taken over by
+            // another source would otherwise look like its old source's again, and be pruned.
+            let records = adoptions.load()?;
+            let mut stale = false;
+            for (id, source) in &records {
+                match containers.iter_mut().find(|c| &c.id == id) {
+                    Some(c) => c.source = Some(source.clone()),
+                    None => stale = true,
+                }
+            }
+            if stale {
+                let alive = |id: &str| containers.iter().any(|c| c.id == id);
+                if let Err(error) = adoptions.forget_except(&alive) {
+                    tracing::warn!(%error, "could not drop the adoption records of removed containers");
+                }
+            }
+        }
+        Ok(containers)
     }
 
     /// One list call: every local image's tags and digests, canonicalised with
@@ -133,6 +153,7 @@ fn observed_container(c: ContainerSummary) -> Option<ObservedContainer> {
         replica: labels.get(labels::REPLICA).and_then(|r| r.parse().ok()),
         spec_hash: labels.get(labels::SPEC_HASH).cloned(),
         spec: labels.get(labels::SPEC).cloned(),
+        source: labels.get(labels::SOURCE).cloned(),
         health: health_from_status(&status),
         exit_code: if state == RunState::Exited {
             exit_code_from_status(&status)
@@ -223,6 +244,7 @@ fn observed_images(list: Vec<ImageSummary>) -> ObservedImages {
                 .get(labels::RESOURCE)
                 .and_then(|l| ResourceKey::parse(l)),
             build_hash: image.labels.get(labels::BUILD_HASH).cloned(),
+            source: image.labels.get(labels::SOURCE).cloned(),
             ..Default::default()
         };
         for (names, is_digest) in [(&image.repo_tags, false), (&image.repo_digests, true)] {

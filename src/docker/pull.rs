@@ -76,7 +76,7 @@ pub(crate) async fn pull(
         progress.done(reference);
     }
     if result.is_ok() {
-        tracing::info!(reference, "pulled");
+        tracing::debug!(reference, "pulled");
     }
     result
 }

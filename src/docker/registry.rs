@@ -35,7 +35,7 @@ pub(crate) async fn tag(docker: &Docker, source: &str, target: &str) -> Result<(
         .tag_image(source, Some(options))
         .await
         .map_err(|e| action_error(&format!("tag {source} as"), target, &e))?;
-    tracing::info!(source, target, "tagged");
+    tracing::debug!(source, target, "tagged");
     Ok(())
 }
 
@@ -56,7 +56,7 @@ pub(crate) async fn push(
             return Err(registry_error("push", reference, &error));
         }
     }
-    tracing::info!(reference, "pushed");
+    tracing::debug!(reference, "pushed");
     Ok(())
 }
 

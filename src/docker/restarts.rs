@@ -171,6 +171,7 @@ mod tests {
             replica: None,
             spec_hash: None,
             spec: None,
+            source: None,
             state,
             health: None,
             exit_code: None,

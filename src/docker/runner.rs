@@ -43,6 +43,8 @@ const REMOVAL_WAIT: Duration = Duration::from_secs(60);
 pub struct DockerRunner {
     docker: Docker,
     owner: String,
+    /// Source label of what it creates (empty: none).
+    source: String,
     progress: Option<Arc<dyn PullProgress>>,
     build_output: Option<Arc<dyn BuildOutput>>,
     credentials: Credentials,
@@ -60,6 +62,7 @@ impl DockerRunner {
         Self {
             docker,
             owner: owner.into(),
+            source: String::new(),
             progress: None,
             build_output: None,
             credentials: Credentials::docker_config(None),
@@ -68,6 +71,17 @@ impl DockerRunner {
             poll_interval: DEFAULT_POLL_INTERVAL,
             created: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Labels what it creates (networks, volumes; containers and builds carry the label in
+    /// their plan) and records what it pulls as declared by `source`.
+    pub fn with_source(mut self, source: &crate::source::SourceId) -> Self {
+        self.source = source.as_str().to_string();
+        self
+    }
+
+    fn source(&self) -> Option<String> {
+        (!self.source.is_empty()).then(|| self.source.clone())
     }
 
     /// Reports pull progress to `progress`.
@@ -162,6 +176,7 @@ impl DockerRunner {
                 reference: reference.to_string(),
                 before: image_id(reference).await,
                 process: crate::image_records::this_process(),
+                source: self.source(),
             };
             if let Err(e) = records.begin_pull(pending) {
                 tracing::warn!(error = %e, reference, "could not note the pull; a crash before it is recorded leaves the image unrecorded");
@@ -181,6 +196,7 @@ impl DockerRunner {
                         resource: planned.resource.clone(),
                         reference: reference.to_string(),
                         id,
+                        source: self.source(),
                     };
                     if let Err(e) = records.finish_pull(record) {
                         tracing::warn!(error = %e, reference, "could not record the pull; --prune will not remove this image");
@@ -193,6 +209,21 @@ impl DockerRunner {
             }
         }
         Ok(())
+    }
+
+    /// Records container `id` as `source`'s (see [`crate::adoptions`]).
+    fn adopt(&self, id: &str, name: &str, source: &str) -> Result<(), ActionError> {
+        let Some(adoptions) = self.docker.adoptions() else {
+            return Err(ActionError::new(
+                crate::execute::ErrorKind::Io,
+                format!(
+                    "adopt {name}: no state directory to record it in (set XDG_STATE_HOME or HOME)"
+                ),
+            ));
+        };
+        adoptions.record(id, source).map_err(|e| {
+            ActionError::new(crate::execute::ErrorKind::Io, format!("adopt {name}: {e}"))
+        })
     }
 
     async fn remove_image(&self, id: &str, references: &[String]) -> Result<(), ActionError> {
@@ -256,7 +287,7 @@ impl DockerRunner {
                 return Err(error);
             }
         }
-        tracing::info!(container = name, id = %created.id, "container created");
+        tracing::debug!(container = name, id = %created.id, "container created");
         self.remember(spec, &created.id);
         Ok(())
     }
@@ -423,10 +454,10 @@ impl ActionRunner for DockerRunner {
             }
             Action::RemoveImage { id, references } => self.remove_image(id, references).await,
             Action::EnsureNetwork { name } => {
-                ensure::ensure_network(&self.docker, &self.owner, name).await
+                ensure::ensure_network(&self.docker, &self.owner, &self.source, name).await
             }
             Action::EnsureVolume { name } => {
-                ensure::ensure_volume(&self.docker, &self.owner, name).await
+                ensure::ensure_volume(&self.docker, &self.owner, &self.source, name).await
             }
             Action::CreateContainer(spec) => self.create(spec).await,
             Action::StartContainer { name } => self.start(name).await,
@@ -437,6 +468,7 @@ impl ActionRunner for DockerRunner {
             } => self.stop(id, name, *timeout_seconds).await,
             Action::RemoveContainer { id, name } => self.remove(id, name).await,
             Action::RenameContainer { id, from, to } => self.rename(id, from, to).await,
+            Action::AdoptContainer { id, name, source } => self.adopt(id, name, source),
             Action::AwaitCondition {
                 name,
                 condition,

@@ -73,6 +73,9 @@ pub struct ControllerOptions {
     pub node_name: String,
     /// Owner label value of what the agent creates.
     pub owner: String,
+    /// Source label value of what the agent creates: the cluster (`kubernetes`) unless
+    /// `--source` names it.
+    pub source: crate::source::SourceId,
     /// Per-object failure back-off.
     pub backoff: BackoffPolicy,
     /// Requeue of a converged object (the safety net behind events).
@@ -99,6 +102,7 @@ impl ControllerOptions {
         Self {
             node_name: node_name.into(),
             owner: owner.into(),
+            source: crate::source::SourceId::kubernetes(),
             backoff: BackoffPolicy::default(),
             resync: Duration::from_secs(300),
             waiting_requeue: Duration::from_secs(2),
@@ -284,6 +288,9 @@ impl Context {
     pub(super) fn plan_options(&self) -> PlanOptions {
         PlanOptions {
             owner: self.options.owner.clone(),
+            source: self.options.source.as_str().to_string(),
+            take_over: false,
+            record_adoptions: self.docker.adoptions().is_some(),
             prune: false,
             failed_revisions: lock(&self.revisions).held(Instant::now()),
             fresh_pulls: lock(&self.fresh_pulls).fresh(Instant::now()),
@@ -292,7 +299,8 @@ impl Context {
 
     /// A runner for this node's daemon (pulls recorded when records are kept).
     pub(super) fn runner(&self) -> DockerRunner {
-        let runner = DockerRunner::new(self.docker.clone(), self.options.owner.clone());
+        let runner = DockerRunner::new(self.docker.clone(), self.options.owner.clone())
+            .with_source(&self.options.source);
         match &self.options.image_records {
             Some(records) => runner.with_image_records(Arc::clone(records)),
             None => runner,
@@ -433,7 +441,7 @@ impl Context {
         plan: &Plan,
         runner: &DockerRunner,
     ) -> Vec<ActionReport> {
-        let mut log = |_: &ActionReport| {};
+        let mut log = |r: &ActionReport| crate::agent::log_report(plan, r);
         let options = ExecuteOptions {
             concurrency: self.options.concurrency,
         };

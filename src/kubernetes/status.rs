@@ -334,6 +334,7 @@ mod tests {
                 replica: Some(i as u32),
                 spec_hash: None,
                 spec: None,
+                source: None,
                 state: *s,
                 health: None,
                 exit_code: (*s == RunState::Exited).then_some(1),

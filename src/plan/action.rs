@@ -120,6 +120,17 @@ pub enum Action {
         /// New name.
         to: String,
     },
+    /// Record that a container belongs to this source without recreating it (Docker cannot
+    /// relabel one): it had no source label, or another source's and `--take-over` was given.
+    /// Written to the owner's adoption records ([`crate::adoptions`]), not to the daemon.
+    AdoptContainer {
+        /// Container ID.
+        id: String,
+        /// Container name, for output.
+        name: String,
+        /// The source it now belongs to.
+        source: String,
+    },
     /// Wait until a container reaches a condition (for `dependsOn` and rolling updates).
     AwaitCondition {
         /// Container name.
@@ -149,6 +160,7 @@ impl Action {
             Action::RemoveContainer { .. } => "remove",
             Action::RenameContainer { .. } => "rename",
             Action::AwaitCondition { .. } => "await",
+            Action::AdoptContainer { .. } => "adopt",
         }
     }
 
@@ -164,7 +176,8 @@ impl Action {
             Action::StartContainer { name }
             | Action::StopContainer { name, .. }
             | Action::RemoveContainer { name, .. }
-            | Action::AwaitCondition { name, .. } => name,
+            | Action::AwaitCondition { name, .. }
+            | Action::AdoptContainer { name, .. } => name,
             Action::RenameContainer { from, .. } => from,
         }
     }
@@ -234,6 +247,24 @@ pub enum Reason {
     ScaledDown,
     /// The resource left the manifests (`--prune`).
     Pruned,
+    /// The resource left this source, which declared the container (`--prune`, the agent):
+    /// only containers of the same owner and source are pruned.
+    PrunedFromSource {
+        /// The source.
+        source: String,
+    },
+    /// No source declares the container: made before source labels existed and never
+    /// adopted (`dockwright prune --orphans`).
+    Orphan,
+    /// The container has no source label (made before sources existed) and this source
+    /// declares it: recorded as this source's, without a recreate.
+    Adopted,
+    /// The container belongs to another source and `--take-over` moves it here, without a
+    /// recreate.
+    TakenOver {
+        /// The source it belonged to.
+        from: String,
+    },
     /// The resource is being deleted.
     Deleted,
     /// Two containers claim the same replica.
@@ -289,6 +320,21 @@ impl fmt::Display for Reason {
             Reason::ShouldBeStopped => write!(f, "state Stopped"),
             Reason::ScaledDown => write!(f, "replicas reduced"),
             Reason::Pruned => write!(f, "no longer declared (--prune)"),
+            Reason::PrunedFromSource { source } => write!(
+                f,
+                "no longer declared by source {source:?}, which created it (prune: same owner and source)"
+            ),
+            Reason::Orphan => write!(
+                f,
+                "declared by no source: made before source labels and never adopted (prune --orphans)"
+            ),
+            Reason::Adopted => write!(
+                f,
+                "no source label (made before sources): adopted by the source that declares it"
+            ),
+            Reason::TakenOver { from } => {
+                write!(f, "taken over from source {from:?} (--take-over)")
+            }
             Reason::Deleted => write!(f, "deleted"),
             Reason::Duplicate => write!(f, "duplicate replica"),
             Reason::Broken => write!(f, "container is dead"),

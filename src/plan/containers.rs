@@ -155,6 +155,8 @@ pub(super) struct Planner<'g> {
     pub graph: &'g mut Graph,
     /// Owner label value.
     pub owner: &'g str,
+    /// Source label value.
+    pub source: &'g str,
     /// Revisions not to roll out (see [`super::PlanOptions::failed_revisions`]).
     failed_revisions: &'g BTreeSet<(ResourceKey, String)>,
     networks: BTreeMap<String, NodeId>,
@@ -172,11 +174,13 @@ impl<'g> Planner<'g> {
     pub(super) fn new(
         graph: &'g mut Graph,
         owner: &'g str,
+        source: &'g str,
         failed_revisions: &'g BTreeSet<(ResourceKey, String)>,
     ) -> Self {
         Self {
             graph,
             owner,
+            source,
             failed_revisions,
             networks: BTreeMap::new(),
             volumes: BTreeMap::new(),
@@ -743,6 +747,7 @@ impl<'g> Planner<'g> {
             Some(spec) => {
                 let labels = container_labels(
                     self.owner,
+                    self.source,
                     &d.key,
                     replica,
                     &spec.json,

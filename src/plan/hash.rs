@@ -44,9 +44,11 @@ pub fn spec_hash(spec_json: &str) -> String {
 }
 
 /// Labels of a created container: the user's (minus any under the reserved `dockwright.dev/`
-/// prefix) plus owner, resource, replica, spec and spec hash.
+/// prefix) plus owner, source, resource, replica, spec and spec hash. The source label is not
+/// part of the spec, so it never causes a recreate.
 pub fn container_labels(
     owner: &str,
+    source: &str,
     key: &ResourceKey,
     replica: u32,
     spec_json: &str,
@@ -58,7 +60,7 @@ pub fn container_labels(
         .filter(|(k, _)| !k.starts_with(labels::PREFIX))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    out.insert(labels::OWNER.to_string(), owner.to_string());
+    out.extend(labels::ownership(owner, source));
     out.insert(labels::RESOURCE.to_string(), key.to_string());
     out.insert(labels::REPLICA.to_string(), replica.to_string());
     out.insert(labels::SPEC.to_string(), spec_json.to_string());

@@ -322,6 +322,7 @@ fn prune_removes_only_the_recorded_tag_of_a_pulled_image_and_never_a_declared_on
         resource: ResourceKey::new(Kind::Container, "default", "db"),
         reference: REF.into(),
         id: "sha256:db".into(),
+        source: None,
     });
     let plan1 = plan(&DesiredState::default(), &observed, &pruning());
     assert_eq!(lines(&plan1), vec![format!("remove-image {REF}")]);
@@ -360,6 +361,7 @@ fn prune_removes_what_a_still_declared_resource_no_longer_names() {
         resource: db.key.clone(),
         reference: OLD.into(),
         id: "sha256:old".into(),
+        source: None,
     });
     let state = desired([db.clone()]);
     let pruned = |p: &Plan| {

@@ -50,6 +50,7 @@ pub(super) fn plan_images(
     desired: &DesiredState,
     observed: &ObservedState,
     owner: &str,
+    source: &str,
     fresh: &BTreeSet<String>,
 ) -> BTreeMap<String, ImageStatus> {
     let mut needs: BTreeMap<&str, Need<'_>> = BTreeMap::new();
@@ -85,7 +86,7 @@ pub(super) fn plan_images(
             continue;
         };
         let status = match need.image.and_then(|i| i.build.as_ref().map(|b| (i, b))) {
-            Some((image, build)) => plan_build(graph, image, build, observed, owner),
+            Some((image, build)) => plan_build(graph, image, build, observed, owner, source),
             None => plan_pull(graph, reference, need, owner_key, observed, fresh),
         };
         statuses.insert(reference.to_string(), status);
@@ -113,6 +114,7 @@ fn plan_build(
     build: &Arc<DesiredBuild>,
     observed: &ObservedState,
     owner: &str,
+    source: &str,
 ) -> ImageStatus {
     let current = observed.images.image_for(&image.reference);
     let current_hash = current.and_then(|i| i.build_hash.as_deref());
@@ -125,7 +127,7 @@ fn plan_build(
         .filter(|(k, _)| !k.starts_with(labels::PREFIX))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    labels.insert(labels::OWNER.into(), owner.into());
+    labels.extend(labels::ownership(owner, source));
     labels.insert(labels::RESOURCE.into(), image.key.to_string());
     labels.insert(labels::BUILD_HASH.into(), build.hash.clone());
     let spec = BuildSpec {

@@ -18,6 +18,8 @@ mod rollout;
 #[cfg(test)]
 mod rollout_tests;
 #[cfg(test)]
+mod source_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod testutil;
@@ -44,6 +46,21 @@ use images::ImageStatus;
 pub struct PlanOptions {
     /// Owner label value written on created containers.
     pub owner: String,
+    /// Source identity written on created objects (`dockwright.dev/source`) and the scope of
+    /// pruning: only containers of this source are pruned; a declared resource whose
+    /// containers belong to another source is blocked (see [`PlanOptions::take_over`]);
+    /// containers without a source (made before sources existed) are adopted by the source
+    /// that declares them and otherwise left alone. Empty: no scoping (every container of the
+    /// owner counts as this source's, as before sources existed) — for library callers only.
+    pub source: String,
+    /// Take over declared resources whose containers belong to another source of the same
+    /// owner (`--take-over`): recorded as ours, without a recreate.
+    pub take_over: bool,
+    /// Record adoptions of containers without a source label (an `adopt` action writing the
+    /// owner's state file), so that they are this source's for good: pruned by it, a clash for
+    /// others. Without it (no state directory, e.g. in a pod without one) such a container is
+    /// treated as this source's while it declares it, and never pruned.
+    pub record_adoptions: bool,
     /// Remove managed containers whose resource is no longer declared (or cannot be read).
     pub prune: bool,
     /// Revisions (resource, spec hash) found unfit earlier — a rollout to them did not become
@@ -73,19 +90,49 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
         desired,
         observed,
         &options.owner,
+        &options.source,
         &options.fresh_pulls,
     );
+    let scope = SourceScope::new(&options.source);
+    let clashes = scope.clashes(desired, observed, options.take_over);
+    for (key, other) in &clashes {
+        graph.block(
+            key,
+            format!(
+                "{key} is also declared by source {other:?} (owner {:?}); this source is {:?}. \
+                 Remove it from one of them, or pass --take-over to move it here (no recreate)",
+                options.owner, options.source
+            ),
+        );
+    }
 
     let mut sorted: Vec<&ObservedContainer> = observed.containers.iter().collect();
     sorted.sort_by(|a, b| {
         (&a.resource, a.replica, &a.name, &a.id).cmp(&(&b.resource, b.replica, &b.name, &b.id))
     });
     let mut by_resource: BTreeMap<&ResourceKey, Vec<&ObservedContainer>> = BTreeMap::new();
-    let mut planner = Planner::new(&mut graph, &options.owner, &options.failed_revisions);
+    let mut planner = Planner::new(
+        &mut graph,
+        &options.owner,
+        &options.source,
+        &options.failed_revisions,
+    );
     for c in sorted {
         match &c.resource {
             Some(key) if key.kind != Kind::Container => {}
+            Some(key) if clashes.contains_key(key) => {}
             Some(key) if desired.containers.contains_key(key) => {
+                let adoption = scope
+                    .adoption(c)
+                    .filter(|r| options.record_adoptions || *r != Reason::Adopted);
+                if let Some(reason) = adoption {
+                    let action = Action::AdoptContainer {
+                        id: c.id.clone(),
+                        name: c.name.clone(),
+                        source: options.source.clone(),
+                    };
+                    planner.graph.add(key, action, reason, None);
+                }
                 let unfinished = desired.containers.get(key).is_some_and(|d| {
                     unfinished::must_recreate_files(c, d, images.get(&d.image.reference))
                 });
@@ -95,13 +142,13 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
                     by_resource.entry(key).or_default().push(c)
                 }
             }
-            Some(key) if options.prune => {
-                planner.remove(key, c, Reason::Pruned, None);
+            Some(key) if options.prune && scope.owns(c) => {
+                planner.remove(key, c, scope.pruned(), None);
             }
-            None if options.prune => {
+            None if options.prune && scope.owns(c) => {
                 // No readable resource to attribute it to: name it after the container.
                 let key = ResourceKey::new(Kind::Container, "-", c.name.clone());
-                planner.remove(&key, c, Reason::Pruned, None);
+                planner.remove(&key, c, scope.pruned(), None);
             }
             _ => {}
         }
@@ -110,6 +157,9 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
     let mut blocks = StartBlocks::new(desired, &by_resource, &images, &options.failed_revisions);
     let mut outcomes: BTreeMap<&ResourceKey, ResourceOutcome<'_>> = BTreeMap::new();
     for (key, d) in &desired.containers {
+        if clashes.contains_key(key) {
+            continue;
+        }
         let status = images
             .get(&d.image.reference)
             .cloned()
@@ -127,11 +177,114 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
     let removed = std::mem::take(&mut planner.removed);
     drop(planner);
     if options.prune {
-        prune_images::plan_prune_images(&mut graph, desired, observed, &options.owner, &removed);
+        prune_images::plan_prune_images(
+            &mut graph,
+            desired,
+            observed,
+            &scope,
+            &options.owner,
+            &removed,
+        );
     }
     order_dependencies(&mut graph, desired, &outcomes);
     order_claims(&mut graph, &claims.0, &claims.1);
     graph.into_plan()
+}
+
+/// Which containers a source may act on; see [`PlanOptions::source`].
+pub(crate) struct SourceScope<'a> {
+    source: &'a str,
+}
+
+impl<'a> SourceScope<'a> {
+    /// The scope of `source` (empty: unscoped).
+    pub(crate) fn new(source: &'a str) -> Self {
+        Self { source }
+    }
+
+    /// True when `c` was declared by this source (and so may be pruned by it).
+    pub(crate) fn owns(&self, c: &ObservedContainer) -> bool {
+        self.source.is_empty() || c.source.as_deref() == Some(self.source)
+    }
+
+    /// True when an object's source label (`None`: none) is this source's.
+    pub(crate) fn owns_label(&self, label: Option<&str>) -> bool {
+        self.source.is_empty() || label == Some(self.source)
+    }
+
+    /// Why a container of a resource this source declares is recorded as this source's: it
+    /// has no source (made before sources existed), or another one and `--take-over` asked
+    /// for it. `None` when it already is this source's.
+    fn adoption(&self, c: &ObservedContainer) -> Option<Reason> {
+        if self.owns(c) {
+            return None;
+        }
+        Some(match &c.source {
+            None => Reason::Adopted,
+            Some(from) => Reason::TakenOver { from: from.clone() },
+        })
+    }
+
+    /// The reason a container of this source whose resource left it is removed.
+    pub(crate) fn pruned(&self) -> Reason {
+        if self.source.is_empty() {
+            Reason::Pruned
+        } else {
+            Reason::PrunedFromSource {
+                source: self.source.to_string(),
+            }
+        }
+    }
+
+    /// Declared `Container` resources with a container of another source, and that source
+    /// (the first by container name); empty with `take_over`.
+    fn clashes(
+        &self,
+        desired: &DesiredState,
+        observed: &ObservedState,
+        take_over: bool,
+    ) -> BTreeMap<ResourceKey, String> {
+        let mut out = BTreeMap::new();
+        if take_over || self.source.is_empty() {
+            return out;
+        }
+        let mut sorted: Vec<&ObservedContainer> = observed.containers.iter().collect();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        for c in sorted {
+            let (Some(key), Some(other)) = (&c.resource, &c.source) else {
+                continue;
+            };
+            if other != self.source && desired.containers.contains_key(key) {
+                out.entry(key.clone()).or_insert_with(|| other.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Plans the removal of the owner's containers that no source declared (made before source
+/// labels existed and never adopted): `dockwright prune --orphans`.
+pub fn plan_orphans(observed: &ObservedState) -> Plan {
+    let mut orphans: Vec<&ObservedContainer> = observed
+        .containers
+        .iter()
+        .filter(|c| c.source.is_none())
+        .collect();
+    orphans
+        .sort_by(|a, b| (&a.resource, a.replica, &a.name).cmp(&(&b.resource, b.replica, &b.name)));
+    let mut plan = Plan::default();
+    for c in orphans {
+        let key = c
+            .resource
+            .clone()
+            .unwrap_or_else(|| ResourceKey::new(Kind::Container, "-", c.name.clone()));
+        let action = Action::RemoveContainer {
+            id: c.id.clone(),
+            name: c.name.clone(),
+        };
+        plan.push(key, action, Reason::Orphan, Vec::new());
+    }
+    plan
 }
 
 /// Plans the removal of every container of the given `Container` resources (`delete`).

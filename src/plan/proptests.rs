@@ -373,6 +373,7 @@ fn build_observed(w: &World) -> ObservedState {
             replica: if g.owner <= 2 { g.replica } else { Some(0) },
             spec_hash: hash,
             spec,
+            source: None,
             state: state_,
             health: (config.healthcheck.is_some() && state_ == RunState::Running).then_some(
                 [
@@ -411,6 +412,9 @@ fn options_for(w: &World) -> PlanOptions {
     };
     PlanOptions {
         owner: OWNER.into(),
+        source: String::new(),
+        take_over: false,
+        record_adoptions: false,
         prune: w.prune,
         failed_revisions: (0..NAMES.len())
             .filter(|&i| w.resources[i].failed && !awaited_healthy(i))
@@ -485,6 +489,9 @@ fn check_ownership(
             Action::PullImage { .. }
             | Action::EnsureNetwork { .. }
             | Action::EnsureVolume { .. } => {}
+            Action::AdoptContainer { .. } => {
+                prop_assert!(false, "adoption planned without a source: {:?}", a.action);
+            }
             Action::BuildImage(_)
             | Action::TagImage { .. }
             | Action::PushImage { .. }

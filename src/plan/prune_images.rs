@@ -2,7 +2,8 @@
 //! or recorded as pulled for a resource in its state file) for a resource that left the
 //! manifests or no longer names them (its `ref` or image changed), only when no container of
 //! any owner uses them — unless every such container is removed earlier in the same plan — and
-//! never an image any declared reference still names. Without an observation of the image
+//! never an image any declared reference still names. Only images of this source (built with
+//! its source label, or pulled by it) are removed. Without an observation of the image
 //! users nothing is removed at all.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +26,7 @@ pub(super) fn plan_prune_images(
     graph: &mut Graph,
     desired: &DesiredState,
     observed: &ObservedState,
+    scope: &super::SourceScope<'_>,
     owner: &str,
     removed: &BTreeMap<String, NodeId>,
 ) {
@@ -47,7 +49,11 @@ pub(super) fn plan_prune_images(
                 _ => false,
             },
         };
-        if image.owner.as_deref() == Some(owner) && resource.kind == Kind::Image && left {
+        if image.owner.as_deref() == Some(owner)
+            && scope.owns_label(image.source.as_deref())
+            && resource.kind == Kind::Image
+            && left
+        {
             // Built by us for a resource that is gone: the image and its tags are ours.
             doomed.insert(
                 &image.id,
@@ -59,6 +65,9 @@ pub(super) fn plan_prune_images(
         }
     }
     for record in &images.records {
+        if !scope.owns_label(record.source.as_deref()) {
+            continue;
+        }
         let Some(image) = images.by_id.get(&record.id) else {
             continue;
         };
@@ -106,7 +115,7 @@ pub(super) fn plan_prune_images(
             id: id.to_string(),
             references: d.references.into_iter().collect(),
         };
-        graph.add(&d.resource, action, Reason::Pruned, after);
+        graph.add(&d.resource, action, scope.pruned(), after);
     }
 }
 

@@ -44,15 +44,16 @@ fn container_labels_carry_ownership_and_drop_reserved_user_labels() {
         (labels::OWNER.to_string(), "intruder".to_string()),
         ("dockwright.dev/other".to_string(), "x".to_string()),
     ]);
-    let labels = container_labels("me", &key("web"), 2, "{}", "sha256:00", &user);
+    let labels = container_labels("me", "src", &key("web"), 2, "{}", "sha256:00", &user);
     assert_eq!(labels["tier"], "web");
     assert_eq!(labels[labels::OWNER], "me");
     assert_eq!(labels[labels::RESOURCE], "Container/default/web");
     assert_eq!(labels[labels::REPLICA], "2");
     assert_eq!(labels[labels::SPEC], "{}");
     assert_eq!(labels[labels::SPEC_HASH], "sha256:00");
+    assert_eq!(labels[labels::SOURCE], "src");
     assert!(!labels.contains_key("dockwright.dev/other"));
-    assert_eq!(labels.len(), 6);
+    assert_eq!(labels.len(), 7);
 }
 
 #[test]

@@ -24,6 +24,9 @@ pub const IMAGE_ID: &str = "sha256:1111";
 pub fn options() -> PlanOptions {
     PlanOptions {
         owner: OWNER.into(),
+        source: String::new(),
+        take_over: false,
+        record_adoptions: false,
         prune: false,
         failed_revisions: BTreeSet::new(),
         fresh_pulls: BTreeSet::new(),
@@ -209,6 +212,7 @@ pub fn matching(d: &DesiredContainer, replica: u32, image_id: &str) -> ObservedC
         replica: Some(replica),
         spec_hash: Some(spec_hash(&json)),
         spec: Some(json),
+        source: None,
         state: RunState::Running,
         health: d.config.healthcheck.as_ref().map(|_| HealthState::Healthy),
         exit_code: None,
@@ -460,6 +464,16 @@ impl Sim {
                 Ok(())
             }
             Action::EnsureNetwork { .. } | Action::EnsureVolume { .. } => Ok(()),
+            Action::AdoptContainer { id, source, .. } => {
+                let c = self
+                    .state
+                    .containers
+                    .iter_mut()
+                    .find(|c| &c.id == id)
+                    .ok_or_else(|| format!("adopt of unknown {id}"))?;
+                c.source = Some(source.clone());
+                Ok(())
+            }
             Action::BuildImage(spec) => {
                 let fresh = format!("sha256:built-{}", self.counter);
                 self.state
@@ -521,6 +535,7 @@ impl Sim {
                     replica: label(labels::REPLICA).and_then(|r| r.parse().ok()),
                     spec_hash: label(labels::SPEC_HASH),
                     spec: label(labels::SPEC),
+                    source: label(labels::SOURCE),
                     state: RunState::Created,
                     health: None,
                     exit_code: None,

@@ -240,6 +240,7 @@ mod tests {
             replica: Some(0),
             spec_hash: hash.map(String::from),
             spec: None,
+            source: None,
             state: RunState::Running,
             health: None,
             exit_code: None,

@@ -70,7 +70,8 @@ fn sign(action: &Action) -> char {
         Action::RemoveContainer { .. } | Action::RemoveImage { .. } => '-',
         Action::StartContainer { .. }
         | Action::StopContainer { .. }
-        | Action::RenameContainer { .. } => '~',
+        | Action::RenameContainer { .. }
+        | Action::AdoptContainer { .. } => '~',
         Action::AwaitCondition { .. } => '…',
     }
 }
@@ -86,7 +87,9 @@ fn describe(action: &Action) -> String {
         Action::AwaitCondition {
             name, condition, ..
         } => format!("{name} {condition:?}"),
-        Action::RemoveContainer { name, id } | Action::StopContainer { name, id, .. } => {
+        Action::RemoveContainer { name, id }
+        | Action::StopContainer { name, id, .. }
+        | Action::AdoptContainer { name, id, .. } => {
             format!("{name} ({})", short_id(id))
         }
         other => other.target().to_string(),

@@ -7,12 +7,14 @@
 use std::fmt;
 
 pub mod files;
+pub mod identity;
 pub mod normalize;
 pub mod parse;
 pub mod validate;
 pub mod watch;
 
 pub use files::{expand_paths, load_paths, parse_file, MAX_FILE_BYTES};
+pub use identity::SourceId;
 pub use parse::{parse_str, LoadedManifest, Manifest, MAX_DEPTH, MAX_DOCUMENTS};
 pub use validate::build_desired;
 

@@ -530,7 +530,19 @@ pub async fn verify(docker: &bollard::Docker, owner: &str, fleet: &Fleet, dir: &
     let expected = fleet.expected();
     // A one-shot started by the last pass may still be running its `exit 0`.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // Only this directory's source (or containers from before source labels): another
+    // source of the same owner on the daemon is not the fleet's.
+    let source = dir
+        .canonicalize()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let of_dir = |s: &Seen| {
+        s.labels
+            .get(dockwright::labels::SOURCE)
+            .is_none_or(|v| *v == source)
+    };
     let mut seen = owned(docker, owner).await;
+    seen.retain(of_dir);
     while std::time::Instant::now() < deadline
         && seen
             .iter()
@@ -538,6 +550,7 @@ pub async fn verify(docker: &bollard::Docker, owner: &str, fleet: &Fleet, dir: &
     {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         seen = owned(docker, owner).await;
+        seen.retain(of_dir);
     }
     let mut by_name: BTreeMap<&str, Vec<&Seen>> = BTreeMap::new();
     for s in &seen {
