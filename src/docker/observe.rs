@@ -50,10 +50,20 @@ impl Docker {
         Ok(observed_images(list))
     }
 
-    /// [`Docker::list_managed`] and [`Docker::list_images`], run concurrently.
+    /// [`Docker::list_managed`], [`Docker::list_images`] and [`Docker::list_objects`], run
+    /// concurrently.
     pub async fn observe(&self, owner: &str) -> Result<ObservedState, Error> {
-        let (containers, images) = tokio::try_join!(self.list_managed(owner), self.list_images())?;
-        Ok(ObservedState { containers, images })
+        let (containers, images, (networks, volumes)) = tokio::try_join!(
+            self.list_managed(owner),
+            self.list_images(),
+            self.list_objects(owner)
+        )?;
+        Ok(ObservedState {
+            containers,
+            images,
+            networks,
+            volumes,
+        })
     }
 
     /// Number of CPUs of the daemon's host (`docker info`); used to size concurrency, so it is

@@ -485,6 +485,17 @@ fn check_ownership(
             Action::PullImage { .. }
             | Action::EnsureNetwork { .. }
             | Action::EnsureVolume { .. } => {}
+            Action::CreateNetwork(_)
+            | Action::RecreateNetwork { .. }
+            | Action::RemoveNetwork { .. }
+            | Action::CreateVolume(_)
+            | Action::RemoveVolume { .. } => {
+                prop_assert!(
+                    false,
+                    "object action {:?} without Network or Volume resources",
+                    a.action
+                );
+            }
             Action::BuildImage(_)
             | Action::TagImage { .. }
             | Action::PushImage { .. }

@@ -1,0 +1,239 @@
+//! Network and volume decisions for the declared `Network` and `Volume` resources: create
+//! the missing, recreate the changed (the daemon edits neither in place) when that is safe,
+//! and with `--prune` remove the undeclared ones of ours that nothing uses. A volume holds
+//! data: it is removed only under `reclaimPolicy: Delete` and only while no container
+//! mounts it. Networks and volumes named by containers but not declared keep today's
+//! "ensure on demand" (see `containers`), and are never removed.
+
+use std::collections::BTreeMap;
+
+use super::graph::{Graph, NodeId};
+use super::hash::{changed_fields, object_labels, object_spec_json, spec_hash};
+use super::{Action, NetworkCreate, Reason, VolumeCreate};
+use crate::api::ReclaimPolicy;
+use crate::desired::{DesiredState, Kind, ResourceKey};
+use crate::labels;
+use crate::observed::{ObjectUser, ObservedObject, ObservedState};
+
+/// What containers created in this plan must wait for, by Docker name: `Some(node)` when a
+/// declared network or volume is created (or recreated) in this plan, `None` when it is
+/// declared and present (nothing to wait for, nothing to ensure).
+#[derive(Debug, Default)]
+pub(super) struct ObjectNodes {
+    pub networks: BTreeMap<String, Option<NodeId>>,
+    pub volumes: BTreeMap<String, Option<NodeId>>,
+}
+
+/// Plans creates and recreates of the declared networks and volumes.
+pub(super) fn plan_objects(
+    graph: &mut Graph,
+    desired: &DesiredState,
+    observed: &ObservedState,
+    owner: &str,
+) -> ObjectNodes {
+    let mut nodes = ObjectNodes::default();
+    for n in desired.networks.values() {
+        let json = object_spec_json(&n.config);
+        let hash = spec_hash(&json);
+        let spec = || {
+            Box::new(NetworkCreate {
+                name: n.name.clone(),
+                config: n.config.clone(),
+                labels: object_labels(owner, &n.key, &json, &hash, &n.config.labels),
+            })
+        };
+        let node = match observed.networks.iter().find(|o| o.name == n.name) {
+            None => Some(graph.add(&n.key, Action::CreateNetwork(spec()), Reason::Missing, [])),
+            Some(o) if o.spec_hash.as_deref() == Some(hash.as_str()) => None,
+            Some(o) => {
+                let changes = changes(o, &json);
+                // Unknown users (a network created on demand, before it was declared): the
+                // runner lists them again and refuses to touch another owner's container.
+                match o.foreign_users(owner) {
+                    None => {
+                        let action = Action::RecreateNetwork {
+                            id: o.id.clone(),
+                            spec: spec(),
+                            containers: Vec::new(),
+                        };
+                        Some(graph.add(&n.key, action, Reason::SpecChanged { changes }, []))
+                    }
+                    Some(foreign) if foreign.is_empty() => {
+                        let containers = o.users.iter().flatten().map(|u| u.id.clone()).collect();
+                        let action = Action::RecreateNetwork {
+                            id: o.id.clone(),
+                            spec: spec(),
+                            containers,
+                        };
+                        Some(graph.add(&n.key, action, Reason::SpecChanged { changes }, []))
+                    }
+                    Some(foreign) => {
+                        graph.block(
+                            &n.key,
+                            format!(
+                                "network {} must be recreated to change {} (the daemon cannot edit a network in place), but {}; disconnect them or leave the spec as it is",
+                                n.name,
+                                field_list(&changes),
+                                in_use(Some(&foreign), "containers of other owners use it")
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        nodes.networks.insert(n.name.clone(), node);
+    }
+
+    for v in desired.volumes.values() {
+        let json = object_spec_json(&v.config);
+        let hash = spec_hash(&json);
+        let spec = || {
+            let mut labels = object_labels(owner, &v.key, &json, &hash, &v.config.labels);
+            labels.insert(
+                labels::RECLAIM_POLICY.to_string(),
+                v.reclaim_policy.as_str().to_string(),
+            );
+            Box::new(VolumeCreate {
+                name: v.name.clone(),
+                config: v.config.clone(),
+                labels,
+            })
+        };
+        let node = match observed.volumes.iter().find(|o| o.name == v.name) {
+            None => Some(graph.add(&v.key, Action::CreateVolume(spec()), Reason::Missing, [])),
+            Some(o) if o.spec_hash.as_deref() == Some(hash.as_str()) => None,
+            Some(o) => {
+                let changes = changes(o, &json);
+                let users = o.users.as_deref();
+                if v.reclaim_policy == ReclaimPolicy::Retain {
+                    graph.block(
+                        &v.key,
+                        format!(
+                            "volume {} must be recreated to change {}, which deletes its data, and its reclaimPolicy is Retain; set reclaimPolicy: Delete to allow that, or remove the volume by hand (docker volume rm {})",
+                            v.name,
+                            field_list(&changes),
+                            v.name
+                        ),
+                    );
+                    None
+                } else if users.is_none_or(<[ObjectUser]>::is_empty) {
+                    // Unknown users: the daemon refuses to remove a volume any container
+                    // (running or not) mounts, and the create waits for the removal.
+                    let reason = Reason::SpecChanged { changes };
+                    let remove = graph.add(
+                        &v.key,
+                        Action::RemoveVolume {
+                            name: v.name.clone(),
+                        },
+                        reason.clone(),
+                        [],
+                    );
+                    Some(graph.add(&v.key, Action::CreateVolume(spec()), reason, [remove]))
+                } else {
+                    let users: Vec<&ObjectUser> = users.iter().copied().flatten().collect();
+                    graph.block(
+                        &v.key,
+                        format!(
+                            "volume {} must be recreated to change {}, but {}; a volume is recreated only while no container mounts it",
+                            v.name,
+                            field_list(&changes),
+                            in_use(Some(&users), "containers use it")
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        nodes.volumes.insert(v.name.clone(), node);
+    }
+    nodes
+}
+
+/// With `--prune`: removes the networks and volumes of ours whose `Network`/`Volume`
+/// resource is no longer declared and that no container uses, except the containers this
+/// plan removes (`removed`: container ID → its removal), after which they are ordered.
+/// Volumes only under the `Delete` policy they were created with.
+pub(super) fn prune_objects(
+    graph: &mut Graph,
+    desired: &DesiredState,
+    observed: &ObservedState,
+    removed: &BTreeMap<String, NodeId>,
+) {
+    for o in &observed.networks {
+        let Some(key) = undeclared(o, Kind::Network, desired) else {
+            continue;
+        };
+        if let Some(after) = free_after(o, removed) {
+            let action = Action::RemoveNetwork {
+                id: o.id.clone(),
+                name: o.name.clone(),
+            };
+            graph.add(key, action, Reason::Pruned, after);
+        }
+    }
+    for o in &observed.volumes {
+        let Some(key) = undeclared(o, Kind::Volume, desired) else {
+            continue;
+        };
+        if o.reclaim_policy.as_deref() != Some(ReclaimPolicy::Delete.as_str()) {
+            continue;
+        }
+        if let Some(after) = free_after(o, removed) {
+            let action = Action::RemoveVolume {
+                name: o.name.clone(),
+            };
+            graph.add(key, action, Reason::Pruned, after);
+        }
+    }
+}
+
+/// The resource of an observed object of `kind` that is no longer declared.
+fn undeclared<'a>(
+    o: &'a ObservedObject,
+    kind: Kind,
+    desired: &DesiredState,
+) -> Option<&'a ResourceKey> {
+    let key = o.resource.as_ref().filter(|k| k.kind == kind)?;
+    let declared = match kind {
+        Kind::Network => desired.networks.contains_key(key),
+        _ => desired.volumes.contains_key(key),
+    };
+    (!declared).then_some(key)
+}
+
+/// The removals `o` must wait for when every user of it is removed in this plan; `None`
+/// when some user stays (or the users are unknown).
+fn free_after(o: &ObservedObject, removed: &BTreeMap<String, NodeId>) -> Option<Vec<NodeId>> {
+    o.users
+        .as_ref()?
+        .iter()
+        .map(|u| removed.get(&u.id).copied())
+        .collect()
+}
+
+fn changes(o: &ObservedObject, json: &str) -> Vec<super::FieldChange> {
+    match &o.spec {
+        Some(old) => changed_fields(old, json),
+        // Created on demand for a container, before it was declared: everything is new.
+        None => changed_fields("{}", json),
+    }
+}
+
+fn field_list(changes: &[super::FieldChange]) -> String {
+    let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+    if fields.is_empty() {
+        "its spec".to_string()
+    } else {
+        fields.join(", ")
+    }
+}
+
+fn in_use(users: Option<&[&ObjectUser]>, what: &str) -> String {
+    let names: Vec<&str> = users
+        .unwrap_or_default()
+        .iter()
+        .map(|u| u.name.as_str())
+        .collect();
+    format!("{what}: {}", names.join(", "))
+}
