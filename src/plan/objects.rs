@@ -237,3 +237,272 @@ fn in_use(users: Option<&[&ObjectUser]>, what: &str) -> String {
         .collect();
     format!("{what}: {}", names.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::desired::{
+        DesiredNetwork, DesiredVolume, Mount, NetworkConfig, NetworkEndpoint, Origin, VolumeConfig,
+    };
+    use crate::plan::testutil::*;
+    use crate::plan::{plan, Action};
+
+    fn origin() -> Origin {
+        Origin::File {
+            path: "/m.yaml".into(),
+            document: 1,
+        }
+    }
+
+    fn net(name: &str) -> DesiredNetwork {
+        DesiredNetwork {
+            key: ResourceKey::new(Kind::Network, "default", name),
+            origin: origin(),
+            name: name.into(),
+            config: NetworkConfig {
+                driver: "bridge".into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn vol(name: &str, policy: ReclaimPolicy) -> DesiredVolume {
+        DesiredVolume {
+            key: ResourceKey::new(Kind::Volume, "default", name),
+            origin: origin(),
+            name: name.into(),
+            config: VolumeConfig {
+                driver: "local".into(),
+                ..Default::default()
+            },
+            reclaim_policy: policy,
+        }
+    }
+
+    /// What the daemon holds after creating `labels` (as the plan computed them).
+    fn object(
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        users: &[(&str, &str)],
+    ) -> ObservedObject {
+        ObservedObject {
+            id: format!("id-{name}"),
+            name: name.into(),
+            resource: labels
+                .get(labels::RESOURCE)
+                .and_then(|l| ResourceKey::parse(l)),
+            spec_hash: labels.get(labels::SPEC_HASH).cloned(),
+            spec: labels.get(labels::SPEC).cloned(),
+            reclaim_policy: labels.get(labels::RECLAIM_POLICY).cloned(),
+            users: Some(
+                users
+                    .iter()
+                    .map(|(name, owner)| ObjectUser {
+                        // As `matching` names replica 0's ID.
+                        id: format!("id-{name}-0"),
+                        name: (*name).into(),
+                        owner: Some((*owner).into()),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn created_labels(p: &crate::plan::Plan, name: &str) -> BTreeMap<String, String> {
+        p.actions
+            .iter()
+            .find_map(|a| match &a.action {
+                Action::CreateNetwork(s) if s.name == name => Some(s.labels.clone()),
+                Action::CreateVolume(s) if s.name == name => Some(s.labels.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no create of {name}: {:?}", lines(p)))
+    }
+
+    fn app_on(network: &str, volume: &str) -> crate::desired::DesiredContainer {
+        container("app").with_config(|c| {
+            c.network = network.into();
+            c.mounts = vec![Mount::Volume {
+                source: volume.into(),
+                target: "/data".into(),
+                read_only: false,
+            }];
+        })
+    }
+
+    #[test]
+    fn declared_objects_are_created_before_their_containers_then_left_alone() {
+        let mut state = desired([app_on("back", "data")]);
+        state.networks.insert(net("back").key.clone(), net("back"));
+        let v = vol("data", ReclaimPolicy::Delete);
+        state.volumes.insert(v.key.clone(), v);
+        let first = plan(&state, &observed([]), &options());
+        assert_well_formed(&first);
+        let create = find(&first, "create app");
+        assert!(depends_on(
+            &first,
+            create,
+            find(&first, "create-network back")
+        ));
+        assert!(depends_on(
+            &first,
+            create,
+            find(&first, "create-volume data")
+        ));
+        // No on-demand ensure for a declared object.
+        assert!(
+            !lines(&first).iter().any(|l| l.starts_with("ensure-")),
+            "{:?}",
+            lines(&first)
+        );
+        let labels = created_labels(&first, "data");
+        assert_eq!(labels[labels::RECLAIM_POLICY], "Delete");
+        assert_eq!(labels[labels::RESOURCE], "Volume/default/data");
+
+        let mut now = converged(&state);
+        now.networks = vec![object(
+            "back",
+            &created_labels(&first, "back"),
+            &[("app", OWNER)],
+        )];
+        now.volumes = vec![object("data", &labels, &[("app", OWNER)])];
+        assert!(plan(&state, &now, &pruning()).is_empty());
+    }
+
+    #[test]
+    fn a_changed_network_is_recreated_unless_another_owner_uses_it() {
+        let mut state = desired([app_on("back", "data")]);
+        state.networks.insert(net("back").key.clone(), net("back"));
+        let old = created_labels(&plan(&state, &observed([]), &options()), "back");
+        let mut changed = net("back");
+        changed.config.internal = true;
+        state.networks.insert(changed.key.clone(), changed);
+
+        let mut now = converged(&state);
+        now.networks = vec![object("back", &old, &[("app", OWNER)])];
+        let p = plan(&state, &now, &options());
+        assert_eq!(lines(&p), ["recreate-network back"]);
+        match &p.actions[0].reason {
+            Reason::SpecChanged { changes } => assert_eq!(changes[0].field, "internal"),
+            other => panic!("{other:?}"),
+        }
+
+        now.networks = vec![object(
+            "back",
+            &old,
+            &[("app", OWNER), ("db", "someone-else")],
+        )];
+        let p = plan(&state, &now, &options());
+        assert!(p.actions.is_empty(), "{:?}", lines(&p));
+        assert_eq!(p.blocked.len(), 1);
+        assert!(
+            p.blocked[0].message.contains("other owners use it: db"),
+            "{}",
+            p.blocked[0].message
+        );
+    }
+
+    #[test]
+    fn a_changed_volume_is_recreated_only_under_delete_and_unused() {
+        let mut state = DesiredState::default();
+        let retain = vol("data", ReclaimPolicy::Retain);
+        state.volumes.insert(retain.key.clone(), retain.clone());
+        let old = created_labels(&plan(&state, &observed([]), &options()), "data");
+        let mut changed = retain;
+        changed
+            .config
+            .driver_options
+            .insert("type".into(), "tmpfs".into());
+        state.volumes.insert(changed.key.clone(), changed.clone());
+        let mut now = observed([]);
+        now.volumes = vec![object("data", &old, &[])];
+        let p = plan(&state, &now, &options());
+        assert!(p.actions.is_empty());
+        assert!(p.blocked[0].message.contains("reclaimPolicy is Retain"));
+
+        changed.reclaim_policy = ReclaimPolicy::Delete;
+        state.volumes.insert(changed.key.clone(), changed);
+        let p = plan(&state, &now, &options());
+        assert_eq!(lines(&p), ["remove-volume data", "create-volume data"]);
+        assert!(depends_on(&p, 1, 0));
+
+        now.volumes = vec![object("data", &old, &[("app", OWNER)])];
+        let p = plan(&state, &now, &options());
+        assert!(p.actions.is_empty());
+        assert!(p.blocked[0].message.contains("containers use it: app"));
+    }
+
+    #[test]
+    fn prune_removes_undeclared_unused_networks_and_only_delete_volumes() {
+        let mut earlier = DesiredState::default();
+        earlier
+            .networks
+            .insert(net("back").key.clone(), net("back"));
+        for v in [
+            vol("scratch", ReclaimPolicy::Delete),
+            vol("db", ReclaimPolicy::Retain),
+        ] {
+            earlier.volumes.insert(v.key.clone(), v);
+        }
+        let created = plan(&earlier, &observed([]), &options());
+        let app = app_on("back", "scratch");
+        let mut now = observed([matching(&app, 0, IMAGE_ID)]);
+        now.networks = vec![object(
+            "back",
+            &created_labels(&created, "back"),
+            &[("app", OWNER)],
+        )];
+        now.volumes = vec![
+            object(
+                "scratch",
+                &created_labels(&created, "scratch"),
+                &[("app", OWNER)],
+            ),
+            object("db", &created_labels(&created, "db"), &[]),
+        ];
+        let nothing = DesiredState::default();
+        assert!(plan(&nothing, &now, &options()).is_empty());
+        let p = plan(&nothing, &now, &pruning());
+        assert_well_formed(&p);
+        let remove = find(&p, "remove app");
+        assert!(depends_on(&p, find(&p, "remove-network back"), remove));
+        assert!(depends_on(&p, find(&p, "remove-volume scratch"), remove));
+        assert!(
+            !lines(&p).contains(&"remove-volume db".to_string()),
+            "{:?}",
+            lines(&p)
+        );
+
+        // A user of another owner keeps them.
+        now.networks[0].users.as_mut().unwrap().push(ObjectUser {
+            id: "x".into(),
+            name: "x".into(),
+            owner: None,
+        });
+        let p = plan(&nothing, &now, &pruning());
+        assert!(!lines(&p).contains(&"remove-network back".to_string()));
+    }
+
+    #[test]
+    fn the_spec_hash_covers_every_network() {
+        let one = container("app").with_config(|c| c.network = "a".into());
+        let two = one.clone().with_config(|c| {
+            c.extra_networks = vec![NetworkEndpoint {
+                name: "b".into(),
+                aliases: vec!["x".into()],
+                ipv4_address: None,
+            }]
+        });
+        assert_ne!(one.hash(), two.hash());
+        let aliased = two
+            .clone()
+            .with_config(|c| c.extra_networks[0].aliases.clear());
+        assert_ne!(two.hash(), aliased.hash());
+        // An extra network must exist before the create: it is ensured like the first.
+        let p = plan(&desired([two]), &observed([]), &options());
+        let create = find(&p, "create app");
+        assert!(depends_on(&p, create, find(&p, "ensure-network b")));
+    }
+}

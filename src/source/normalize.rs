@@ -229,7 +229,13 @@ pub fn normalize_container(
     let (memory_bytes, nano_cpus) = resources(&mut cx, spec);
     let files = normalize_files(&mut cx, spec, &lm.base_dir);
     let depends_on = dependencies(&mut cx, spec, &key);
-    let rollout = strategy::normalize_strategy(&mut cx, spec, &ports);
+    let fixed: Vec<&str> = networks
+        .ipv4_address
+        .iter()
+        .chain(networks.extra.iter().flat_map(|n| &n.ipv4_address))
+        .map(String::as_str)
+        .collect();
+    let rollout = strategy::normalize_strategy(&mut cx, spec, &ports, &fixed);
 
     let mut config = ContainerConfig {
         image: String::new(),

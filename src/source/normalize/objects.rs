@@ -194,6 +194,15 @@ pub fn container_networks(
                 );
             }
         }
+        if n.ipv4_address.is_some() && spec.replicas > 1 {
+            cx.err(
+                field("ipv4Address"),
+                format!(
+                    "one fixed address cannot be shared by {} replicas; remove it or use replicas: 1",
+                    spec.replicas
+                ),
+            );
+        }
         let ipv4_address = n
             .ipv4_address
             .as_deref()
