@@ -1,5 +1,5 @@
 //! The Docker adapter: the only place that speaks the Docker API (bollard 0.21). It observes
-//! (two list calls), runs plan actions ([`DockerRunner`]) and streams logs; everything it
+//! (four list calls), runs plan actions ([`DockerRunner`]) and streams logs; everything it
 //! hands out is a dockwright type, so no bollard type leaks past this module.
 //!
 //! Every request body is limited to what an API-1.41 daemon (Docker 20.10) accepts, because

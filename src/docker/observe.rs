@@ -1,6 +1,8 @@
-//! Observation: the managed containers (one filtered list call) and the local images (one list
-//! call), translated into [`crate::observed`] types. Health and exit code come from the list's
-//! status text, never from per-container inspects, so a pass costs two calls at any scale.
+//! Observation: the managed containers (one filtered list call), the local images (one list
+//! call) and our networks and volumes (two filtered list calls, see `objects`), translated into
+//! [`crate::observed`] types. Health and exit code come from the list's status text, never from
+//! per-container inspects, so a pass costs four calls at any scale (five when a `Network` or
+//! `Volume` resource exists: its users are one more list).
 
 use std::collections::HashMap;
 
