@@ -710,6 +710,8 @@ fn deploy_manifests_are_crds_namespace_then_the_chart() {
         [
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "Namespace",
             "ServiceAccount",
             "ConfigMap",
@@ -743,7 +745,12 @@ fn deploy_manifests_are_crds_namespace_then_the_chart() {
         .collect();
     assert_eq!(
         names,
-        BTreeSet::from(["images.dockwright.dev", "containers.dockwright.dev"])
+        BTreeSet::from([
+            "images.dockwright.dev",
+            "containers.dockwright.dev",
+            "networks.dockwright.dev",
+            "volumes.dockwright.dev"
+        ])
     );
 
     // The Namespace allows hostPath (the socket): Pod Security "privileged".
