@@ -23,7 +23,6 @@ use dockwright::api::Container;
 use futures::StreamExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
-use serde_json::Value;
 
 const IMAGE: &str = "dockwright-test/busybox:latest";
 
@@ -50,8 +49,13 @@ fn kubectl(kubeconfig: &str, args: &[&str]) -> String {
 fn api_requests(kubeconfig: &str) -> BTreeMap<String, f64> {
     let text = kubectl(kubeconfig, &["get", "--raw", "/metrics"]);
     let mut by: BTreeMap<String, f64> = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
-        let Some((labels, value)) = line.rsplit_once(' ') else { continue };
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
         let label = |name: &str| {
             labels
                 .split(&format!("{name}=\""))
@@ -71,7 +75,11 @@ fn api_requests(kubeconfig: &str) -> BTreeMap<String, f64> {
             "{} {}{}",
             label("verb"),
             resource,
-            if sub.is_empty() { String::new() } else { format!("/{sub}") }
+            if sub.is_empty() {
+                String::new()
+            } else {
+                format!("/{sub}")
+            }
         );
         *by.entry(key).or_default() += value.parse::<f64>().unwrap_or(0.0);
     }
@@ -166,7 +174,9 @@ async fn main() {
         env("DOCKWRIGHT_TEST_KUBECONFIG"),
         env("DOCKWRIGHT_TEST_KUBE_NODE"),
     ) else {
-        println!("no test cluster: run scripts/start-kube.sh and source /tmp/dockwright-test/kube/env");
+        println!(
+            "no test cluster: run scripts/start-kube.sh and source /tmp/dockwright-test/kube/env"
+        );
         return;
     };
     dockwright::tls::install_crypto_provider();
@@ -184,7 +194,14 @@ async fn main() {
     let agent = Agent(
         Command::new(env!("CARGO_BIN_EXE_dockwright"))
             .env("KUBECONFIG", &kubeconfig)
-            .args(["agent", "--kubernetes", "--node-name", &node, "--owner", &owner])
+            .args([
+                "agent",
+                "--kubernetes",
+                "--node-name",
+                &node,
+                "--owner",
+                &owner,
+            ])
             .args(["--listen", &format!("127.0.0.1:{port}"), "--resync", "30m"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -200,7 +217,10 @@ async fn main() {
         .map(|o| !o.status.success())
         .unwrap_or(true)
     {
-        assert!(start.elapsed() < Duration::from_secs(60), "agent not ready in 60 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "agent not ready in 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -221,7 +241,11 @@ async fn main() {
                 for c in objects {
                     if ready_on(&c, &node) {
                         let name = c.metadata.name.clone().unwrap_or_default();
-                        ready.lock().expect("ready map").entry(name).or_insert_with(Instant::now);
+                        ready
+                            .lock()
+                            .expect("ready map")
+                            .entry(name)
+                            .or_insert_with(Instant::now);
                     }
                 }
             }
@@ -235,7 +259,9 @@ async fn main() {
     for i in 0..20 {
         let name = format!("one-{i}");
         let t0 = Instant::now();
-        api.create(&PostParams::default(), &object(&namespace, &name)).await.expect("create");
+        api.create(&PostParams::default(), &object(&namespace, &name))
+            .await
+            .expect("create");
         wait_ready(&ready, std::slice::from_ref(&name)).await;
         single.push(ready.lock().expect("ready map")[&name] - t0);
     }
@@ -244,7 +270,9 @@ async fn main() {
     let mut created = BTreeMap::new();
     for name in &names {
         created.insert(name.clone(), Instant::now());
-        api.create(&PostParams::default(), &object(&namespace, name)).await.expect("create");
+        api.create(&PostParams::default(), &object(&namespace, name))
+            .await
+            .expect("create");
     }
     wait_ready(&ready, &names).await;
     let mut many: Vec<Duration> = {
@@ -262,23 +290,36 @@ async fn main() {
         .await
         .expect("delete all");
     loop {
-        let left = api.list(&ListParams::default()).await.expect("list").items.len();
+        let left = api
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .len();
         if left == 0 {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(600), "{left} objects not gone in 10 min");
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "{left} objects not gone in 10 min"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let delete_all = t0.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_after = rss_mib(agent_pid);
     drop(agent);
-    kubectl(&kubeconfig, &["delete", "namespace", &namespace, "--wait=false"]);
+    kubectl(
+        &kubeconfig,
+        &["delete", "namespace", &namespace, "--wait=false"],
+    );
 
     single.sort();
     many.sort();
     let objects = 220.0;
-    println!("kubernetes_cluster: real kube-apiserver 1.20, one node (this machine), agent as a process");
+    println!(
+        "kubernetes_cluster: real kube-apiserver 1.20, one node (this machine), agent as a process"
+    );
     println!(
         "create -> Ready, one at a time (20): p50 {:?}  p95 {:?}",
         percentile(&single, 0.5),

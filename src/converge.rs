@@ -17,7 +17,7 @@ use crate::plan::{self, Action, Blocked, Plan, PlanOptions};
 /// Reads the daemon's current state for one owner.
 #[async_trait]
 pub trait Observe: Send + Sync {
-    /// One observation (two list calls on a real daemon).
+    /// One observation (four or five list calls on a real daemon, see `docker::observe`).
     async fn observe(&self, owner: &str) -> crate::Result<ObservedState>;
     /// Concurrency to use when there is work, sized for the daemon (may ask it).
     async fn default_concurrency(&self) -> usize;

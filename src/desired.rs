@@ -13,7 +13,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{
-    DependencyCondition, DesiredRunState, PullPolicy, RestartPolicy, RolloutStrategyType,
+    DependencyCondition, DesiredRunState, PullPolicy, ReclaimPolicy, RestartPolicy,
+    RolloutStrategyType,
 };
 
 /// Which kind of resource a key names.
@@ -23,6 +24,10 @@ pub enum Kind {
     Image,
     /// `Container`.
     Container,
+    /// `Network`.
+    Network,
+    /// `Volume`.
+    Volume,
 }
 
 impl Kind {
@@ -31,6 +36,8 @@ impl Kind {
         match self {
             Kind::Image => "Image",
             Kind::Container => "Container",
+            Kind::Network => "Network",
+            Kind::Volume => "Volume",
         }
     }
 }
@@ -62,6 +69,8 @@ impl ResourceKey {
         let kind = match parts.next()? {
             "Image" => Kind::Image,
             "Container" => Kind::Container,
+            "Network" => Kind::Network,
+            "Volume" => Kind::Volume,
             _ => return None,
         };
         let namespace = parts.next()?;
@@ -86,6 +95,14 @@ impl ResourceKey {
         } else {
             format!("{base}-{index}")
         }
+    }
+}
+
+impl ResourceKey {
+    /// The Docker name of a `Network` or `Volume`: `name` in the `default` namespace,
+    /// `namespace.name` otherwise.
+    pub fn object_name(&self) -> String {
+        self.container_name(1, 0)
     }
 }
 
@@ -135,6 +152,107 @@ pub struct DesiredState {
     pub images: BTreeMap<ResourceKey, DesiredImage>,
     /// `Container` resources by key.
     pub containers: BTreeMap<ResourceKey, DesiredContainer>,
+    /// `Network` resources by key.
+    pub networks: BTreeMap<ResourceKey, DesiredNetwork>,
+    /// `Volume` resources by key.
+    pub volumes: BTreeMap<ResourceKey, DesiredVolume>,
+}
+
+impl DesiredState {
+    /// The declared network whose Docker name is `name`, if any.
+    pub fn network_named(&self, name: &str) -> Option<&DesiredNetwork> {
+        self.networks.values().find(|n| n.name == name)
+    }
+
+    /// The declared volume whose Docker name is `name`, if any.
+    pub fn volume_named(&self, name: &str) -> Option<&DesiredVolume> {
+        self.volumes.values().find(|v| v.name == name)
+    }
+}
+
+/// A desired network (`Network` resource).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredNetwork {
+    /// Identity.
+    pub key: ResourceKey,
+    /// Where it was declared.
+    pub origin: Origin,
+    /// Docker name (see [`ResourceKey::object_name`]).
+    pub name: String,
+    /// The create configuration: the only input of its spec hash.
+    pub config: NetworkConfig,
+}
+
+/// The normalised create configuration of a network; hashed like a container's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkConfig {
+    /// Driver (`bridge` when not declared).
+    pub driver: String,
+    /// Driver options.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// User labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// `--internal`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    /// `--attachable`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attachable: bool,
+    /// IPv6 enabled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_ipv6: bool,
+    /// IPAM driver, when not the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam_driver: Option<String>,
+    /// Address pools in declaration order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipam: Vec<IpamPoolConfig>,
+}
+
+/// One normalised address pool.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpamPoolConfig {
+    /// Subnet (CIDR).
+    pub subnet: String,
+    /// Gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// Range (CIDR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+}
+
+/// A desired volume (`Volume` resource).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredVolume {
+    /// Identity.
+    pub key: ResourceKey,
+    /// Where it was declared.
+    pub origin: Origin,
+    /// Docker name (see [`ResourceKey::object_name`]).
+    pub name: String,
+    /// The create configuration: the only input of its spec hash.
+    pub config: VolumeConfig,
+    /// Whether dockwright may remove it (recorded on the volume as a label at creation).
+    pub reclaim_policy: ReclaimPolicy,
+}
+
+/// The normalised create configuration of a volume; hashed like a container's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeConfig {
+    /// Driver (`local` when not declared).
+    pub driver: String,
+    /// Driver options.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_options: BTreeMap<String, String>,
+    /// User labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A desired image.
@@ -354,6 +472,27 @@ pub struct ContainerConfig {
     /// Only the name and a keyed digest are serialised; see [`crate::secrets`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_env: Vec<SecretEnv>,
+    // Added with several networks per container; omitted when unset, so older hashes hold.
+    /// Fixed IPv4 address on `network`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<String>,
+    /// Networks connected after create and before start, in declaration order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_networks: Vec<NetworkEndpoint>,
+}
+
+/// A network a container is connected to besides its first one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkEndpoint {
+    /// Docker network name.
+    pub name: String,
+    /// DNS aliases on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Fixed IPv4 address on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<String>,
 }
 
 /// A host device mapped into the container.
@@ -478,6 +617,14 @@ impl ContainerConfig {
             Mount::Volume { source, .. } => Some(source.as_str()),
             _ => None,
         })
+    }
+
+    /// Every user-defined network the container is attached to, first one first.
+    pub fn named_networks(&self) -> impl Iterator<Item = &str> {
+        let first = self.uses_named_network().then_some(self.network.as_str());
+        first
+            .into_iter()
+            .chain(self.extra_networks.iter().map(|n| n.name.as_str()))
     }
 
     /// True when `network` is a user-defined network (not `bridge`, `host`, `none` or `container:`).

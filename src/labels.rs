@@ -16,6 +16,9 @@ pub const SPEC_HASH: &str = "dockwright.dev/spec-hash";
 pub const SPEC: &str = "dockwright.dev/spec";
 /// Hash of the build inputs of an image dockwright built.
 pub const BUILD_HASH: &str = "dockwright.dev/build-hash";
+/// `reclaimPolicy` of a volume dockwright created for a `Volume` (volumes cannot be
+/// relabelled, so this is the policy at creation).
+pub const RECLAIM_POLICY: &str = "dockwright.dev/reclaim-policy";
 /// Prefix reserved for dockwright's own labels.
 pub const PREFIX: &str = "dockwright.dev/";
 /// Default owner name.

@@ -15,6 +15,55 @@ pub struct ObservedState {
     pub containers: Vec<ObservedContainer>,
     /// Local images.
     pub images: ObservedImages,
+    /// Networks that carry this agent's owner label.
+    pub networks: Vec<ObservedObject>,
+    /// Volumes that carry this agent's owner label.
+    pub volumes: Vec<ObservedObject>,
+}
+
+/// A network or volume of ours, with the containers (of any owner) that use it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservedObject {
+    /// Network ID; for a volume its name.
+    pub id: String,
+    /// Docker name.
+    pub name: String,
+    /// The resource label, when it parses (absent on one created on demand for a container).
+    pub resource: Option<ResourceKey>,
+    /// The spec-hash label.
+    pub spec_hash: Option<String>,
+    /// The spec label.
+    pub spec: Option<String>,
+    /// The reclaim-policy label (volumes).
+    pub reclaim_policy: Option<String>,
+    /// The source label: which source declared it (`None`: made before sources existed).
+    pub source: Option<String>,
+    /// Containers attached to or mounting it, running or not. `None` when not observed:
+    /// then it counts as in use.
+    pub users: Option<Vec<ObjectUser>>,
+}
+
+/// A container using a network or volume.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectUser {
+    /// Container ID.
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    /// Its owner label, if any.
+    pub owner: Option<String>,
+}
+
+impl ObservedObject {
+    /// The users whose owner label is not `owner` (all users when not observed: `None`).
+    pub fn foreign_users(&self, owner: &str) -> Option<Vec<&ObjectUser>> {
+        self.users.as_ref().map(|users| {
+            users
+                .iter()
+                .filter(|u| u.owner.as_deref() != Some(owner))
+                .collect()
+        })
+    }
 }
 
 /// Docker's container state.

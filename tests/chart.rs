@@ -269,7 +269,10 @@ fn check_wiring(objects: &[(Value, Object)], v: &Value) {
         .iter()
         .find(|vol| vol.name == "docker-socket")
         .expect("the docker-socket volume");
-    assert!(sock_vol.host_path.is_some(), "the socket comes from the host");
+    assert!(
+        sock_vol.host_path.is_some(),
+        "the socket comes from the host"
+    );
     // The state directory (secret key, image records): the only other hostPath, read-write,
     // named by XDG_STATE_HOME, so a restarted agent keeps its key on a read-only root.
     let state_vol = volumes
@@ -733,6 +736,8 @@ fn deploy_manifests_are_crds_namespace_then_the_chart() {
         [
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "Namespace",
             "ServiceAccount",
             "ConfigMap",
@@ -766,7 +771,12 @@ fn deploy_manifests_are_crds_namespace_then_the_chart() {
         .collect();
     assert_eq!(
         names,
-        BTreeSet::from(["images.dockwright.dev", "containers.dockwright.dev"])
+        BTreeSet::from([
+            "images.dockwright.dev",
+            "containers.dockwright.dev",
+            "networks.dockwright.dev",
+            "volumes.dockwright.dev"
+        ])
     );
 
     // The Namespace allows hostPath (the socket): Pod Security "privileged".

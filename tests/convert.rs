@@ -61,7 +61,9 @@ fn containers(c: &Conversion) -> Vec<Container> {
     c.documents
         .iter()
         .map(|(file, yaml)| {
-            let container: Container = serde_saphyr::from_str(yaml)
+            // A service with `build` has its `Image` first, then the `Container`.
+            let last = yaml.rsplit("\n---\n").next().unwrap();
+            let container: Container = serde_saphyr::from_str(last)
                 .unwrap_or_else(|e| panic!("{file} does not parse back: {e}\n{yaml}"));
             assert_eq!(
                 format!("{}.yaml", container.metadata.name.as_deref().unwrap()),
@@ -70,6 +72,20 @@ fn containers(c: &Conversion) -> Vec<Container> {
             container
         })
         .collect()
+}
+
+/// The `Image` a service's file holds before its `Container` (services with `build`).
+fn image_of(c: &Conversion, file: &str) -> dockwright::api::Image {
+    let yaml = &c
+        .documents
+        .iter()
+        .find(|(f, _)| f == file)
+        .unwrap_or_else(|| panic!("no {file}"))
+        .1;
+    let (first, _) = yaml
+        .split_once("\n---\n")
+        .unwrap_or_else(|| panic!("no Image in {file}:\n{yaml}"));
+    serde_saphyr::from_str(first).unwrap_or_else(|e| panic!("{file}: {e}\n{yaml}"))
 }
 
 fn spec_of<'a>(containers: &'a [Container], name: &str) -> &'a ContainerSpec {
@@ -148,7 +164,9 @@ fn assert_documents_parse(c: &Conversion) {
     for (file, yaml) in &c.documents {
         let loaded = dockwright::source::parse_str(yaml, Path::new(file))
             .unwrap_or_else(|e| panic!("{file} rejected by the file source: {e}\n{yaml}"));
-        assert_eq!(loaded.len(), 1, "{file}");
+        // One Container, after the Image it builds when the service has `build`.
+        let builds = yaml.contains("\nkind: Image\n");
+        assert_eq!(loaded.len(), 1 + usize::from(builds), "{file}");
     }
 }
 
@@ -548,7 +566,6 @@ fn unsupported_keys_are_warned_one_per_service_and_key() {
             "services.api.init",
             "services.api.logging",
             "services.api.build.cache_from",
-            "services.api.build",
             "services.api.deploy.placement",
             "services.api.deploy.resources.reservations",
             "services.api.deploy.mode",
@@ -577,21 +594,24 @@ fn unsupported_keys_are_warned_one_per_service_and_key() {
             .map(|r| r.split('.').next().unwrap());
         assert_eq!(w.service.as_deref(), service, "{w}");
     }
-    let build = c
-        .warnings
-        .iter()
-        .find(|w| w.field == "services.api.build")
-        .unwrap();
+    // `build` becomes an Image the container names.
     let context = path_in(&dir, "api");
+    let image = image_of(&c, "api.yaml");
+    assert_eq!(image.metadata.name.as_deref(), Some("api"));
+    assert_eq!(image.spec.reference, "unsupported-api");
+    let build = image.spec.build.unwrap();
+    assert_eq!(build.context, context);
+    assert_eq!(build.dockerfile.as_deref(), Some("Dockerfile.prod"));
+    assert_eq!(build.target.as_deref(), Some("runtime"));
     assert_eq!(
-        build.message,
-        format!("not converted yet (dockwright cannot build images yet): build it yourself, e.g. `docker build -t unsupported-api -f {context}/Dockerfile.prod --target runtime --build-arg VERSION=1.0 {context}`; the container uses \"unsupported-api\" and never pulls it")
+        build.args,
+        BTreeMap::from([("VERSION".to_string(), "1.0".to_string())])
     );
 
     // What does convert: merged anchors, deploy.restart_policy over restart, the first network.
     let api = ContainerSpec {
-        image: "unsupported-api".into(),
-        image_pull_policy: Some(PullPolicy::Never),
+        image: "api".into(),
+        image_pull_policy: None,
         replicas: 1,
         network: Some("unsupported_front".into()),
         network_aliases: strings(&["api"]),
@@ -1004,17 +1024,18 @@ fn build_without_image_uses_the_compose_image_name() {
     .unwrap();
     let spec = only_spec(&c);
     assert_ne!(project, "my_app");
+    assert_eq!(spec.image, "web", "the Image resource");
+    assert_eq!(spec.image_pull_policy, None);
+    let image = image_of(&c, "web.yaml");
     assert_eq!(
-        spec.image, "my_app-web",
+        image.spec.reference, "my_app-web",
         "project name from name:, lowercased"
     );
     assert_eq!(
-        spec.image_pull_policy,
-        Some(PullPolicy::IfNotPresent),
-        "pull_policy kept"
+        image.spec.build.unwrap().context,
+        dir.path().to_str().unwrap()
     );
-    assert_eq!(c.warnings.len(), 1);
-    assert_eq!(c.warnings[0].field, "services.web.build");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
 
 #[test]

@@ -315,7 +315,7 @@ async fn connect_negotiates_and_names_the_host_on_failure() {
 }
 
 #[tokio::test]
-async fn observe_reads_labels_state_health_exit_code_and_ports_in_two_calls() {
+async fn observe_reads_labels_state_health_exit_code_and_ports_in_four_calls() {
     let image = ensure_test_image().await;
     let guard = Guard::new();
     let docker = docker().await;
@@ -380,7 +380,12 @@ async fn observe_reads_labels_state_health_exit_code_and_ports_in_two_calls() {
         .collect();
     assert_eq!(
         delta,
-        BTreeMap::from([("container_list", 1), ("image_list", 1)])
+        BTreeMap::from([
+            ("container_list", 1),
+            ("image_list", 1),
+            ("network_list", 1),
+            ("volume_list", 1)
+        ])
     );
 
     assert_eq!(observed.containers.len(), 3, "{:#?}", observed.containers);

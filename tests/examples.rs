@@ -30,6 +30,7 @@ const EXAMPLES: &[&str] = &[
     "layer-caching",
     "one-shot",
     "two-tier",
+    "networks",
     "registry",
     "rolling-update",
     "secrets",
@@ -273,6 +274,8 @@ fn all_examples_plan_together() {
         "example-one-shot",
         "example-two-tier-api",
         "example-two-tier-web",
+        "example-net-kv",
+        "example-net-web",
         "example-greeter",
         "example-rolling-0",
         "example-rolling-2",
@@ -285,6 +288,44 @@ fn all_examples_plan_together() {
         );
     }
     assert_eq!(run.get(), Vec::<Value>::new(), "a dry run creates nothing");
+}
+
+#[test]
+fn networks_example_reaches_the_store_over_the_internal_network() {
+    let run = Run::new("networks");
+    let dir = example("networks");
+    let out = run.apply(&dir);
+    let mut page = String::new();
+    for _ in 0..50 {
+        page = fetch("127.0.0.1:18090", "/cgi-bin/value");
+        if page.contains("1 time(s)") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(page, "the store has started 1 time(s)\n", "{out}");
+    assert_eq!(
+        docker_ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.Internal}}",
+            "example-net-back"
+        ]),
+        "true"
+    );
+    assert_eq!(
+        docker_ok(&[
+            "inspect",
+            "-f",
+            "{{(index .NetworkSettings.Networks \"example-net-back\").IPAddress}}",
+            "example-net-kv"
+        ]),
+        "10.231.77.10"
+    );
+    let again = run.dockwright(&["diff", "-f", dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    run.delete(&dir);
 }
 
 #[test]

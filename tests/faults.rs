@@ -405,7 +405,10 @@ async fn disk_full_during_a_build_is_a_per_resource_error_and_others_converge() 
     std::fs::create_dir(s.dir.path().join("ctx")).unwrap();
     std::fs::write(
         s.dir.path().join("ctx/Dockerfile"),
-        common::own_layers(&format!("FROM {TEST_IMAGE}\nRUN echo built > /built\n"), &image),
+        common::own_layers(
+            &format!("FROM {TEST_IMAGE}\nRUN echo built > /built\n"),
+            &image,
+        ),
     )
     .unwrap();
     std::fs::write(

@@ -197,7 +197,10 @@ RUN echo final > /stage
 
 fn web_context(work: &Work) -> PathBuf {
     let ctx = work.path("web");
-    write(&ctx.join("Dockerfile"), &own_layers(DOCKERFILE, work.owner.name()));
+    write(
+        &ctx.join("Dockerfile"),
+        &own_layers(DOCKERFILE, work.owner.name()),
+    );
     write(&ctx.join("app/index.html"), "v1\n");
     write(&ctx.join("app/debug.log"), "noise 1\n");
     write(&ctx.join(".dockerignore"), "# logs stay home\n**/*.log\n");

@@ -100,7 +100,10 @@ fn wait_for<T>(what: &str, secs: u64, mut probe: impl FnMut() -> Option<T>) -> T
         if let Some(value) = probe() {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -176,7 +179,12 @@ fn install_crds(c: &Cluster) {
     let crds = root().join("crds");
     c.kubectl_ok(&["apply", "--dry-run=server", "-f", crds.to_str().unwrap()]);
     let chart_crds = root().join("charts/dockwright/crds");
-    c.kubectl_ok(&["apply", "--dry-run=server", "-f", chart_crds.to_str().unwrap()]);
+    c.kubectl_ok(&[
+        "apply",
+        "--dry-run=server",
+        "-f",
+        chart_crds.to_str().unwrap(),
+    ]);
     c.kubectl_ok(&["apply", "-f", crds.to_str().unwrap()]);
     c.kubectl_ok(&[
         "wait",
@@ -184,6 +192,8 @@ fn install_crds(c: &Cluster) {
         "--timeout=60s",
         "crd/containers.dockwright.dev",
         "crd/images.dockwright.dev",
+        "crd/networks.dockwright.dev",
+        "crd/volumes.dockwright.dev",
     ]);
 }
 
@@ -261,8 +271,15 @@ fn ready_agent_pod(c: &Cluster, namespace: &str, other_than: Option<&str>) -> St
 }
 
 fn agent_logs(c: &Cluster, namespace: &str) -> String {
-    c.kubectl(&["-n", namespace, "logs", "daemonset/dockwright", "--tail", "200"])
-        .to_string()
+    c.kubectl(&[
+        "-n",
+        namespace,
+        "logs",
+        "daemonset/dockwright",
+        "--tail",
+        "200",
+    ])
+    .to_string()
 }
 
 fn free_port() -> u16 {
@@ -280,14 +297,19 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
     install_crds(&c);
 
     // The agent image, from this test build's binary.
-    let image = format!("dockwright-e2e:{}", common::unique("t").trim_start_matches("t-"));
-    let build = run(Command::new(root().join("scripts/build-agent-image.sh")).args([
-        "--binary",
-        env!("CARGO_BIN_EXE_dockwright"),
-        "--tag",
-        &image,
-        "--no-smoke",
-    ]));
+    let image = format!(
+        "dockwright-e2e:{}",
+        common::unique("t").trim_start_matches("t-")
+    );
+    let build = run(
+        Command::new(root().join("scripts/build-agent-image.sh")).args([
+            "--binary",
+            env!("CARGO_BIN_EXE_dockwright"),
+            "--tag",
+            &image,
+            "--no-smoke",
+        ]),
+    );
     assert!(build.success(), "build-agent-image.sh: {build}");
     let _image_guard = RemoveImage(image.clone());
 
@@ -334,11 +356,18 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
     c.kubectl_ok(&["create", "namespace", &apps]);
 
     // A Container converges on the daemon; status and Events are written.
-    c.apply(&container_yaml(&apps, "web", "  env: [{ name: MODE, value: one }]\n"));
+    c.apply(&container_yaml(
+        &apps,
+        "web",
+        "  env: [{ name: MODE, value: one }]\n",
+    ));
     c.apply(&container_yaml(&apps, "other", ""));
     for name in ["web", "other"] {
         wait_for(&format!("{name} Ready"), 90, || {
-            ready_entry(&c.json(&["-n", &apps, "get", "containers.dockwright.dev", name]), &c.node)
+            ready_entry(
+                &c.json(&["-n", &apps, "get", "containers.dockwright.dev", name]),
+                &c.node,
+            )
         });
         let on_daemon = managed(owner.name(), &apps, name);
         assert_eq!(on_daemon.len(), 1, "{name}: {on_daemon:?}");
@@ -353,50 +382,110 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
 
     // An edit recreates exactly what changed.
     let web_before = managed(owner.name(), &apps, "web")[0].id.clone();
-    c.apply(&container_yaml(&apps, "web", "  env: [{ name: MODE, value: two }]\n"));
+    c.apply(&container_yaml(
+        &apps,
+        "web",
+        "  env: [{ name: MODE, value: two }]\n",
+    ));
     let web_after = wait_for("web recreated", 90, || {
         let now = managed(owner.name(), &apps, "web");
         (now.len() == 1 && now[0].id != web_before && now[0].state == "running")
             .then(|| now[0].id.clone())
     });
     assert!(inspect(&web_after, "{{.Config.Env}}").contains("MODE=two"));
-    assert_eq!(managed(owner.name(), &apps, "other")[0].id, other_id, "other untouched");
+    assert_eq!(
+        managed(owner.name(), &apps, "other")[0].id,
+        other_id,
+        "other untouched"
+    );
 
     // Scale up and down.
-    c.kubectl_ok(&["-n", &apps, "patch", "containers.dockwright.dev", "web", "--type=merge", "-p", r#"{"spec":{"replicas":3}}"#]);
+    c.kubectl_ok(&[
+        "-n",
+        &apps,
+        "patch",
+        "containers.dockwright.dev",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":3}}"#,
+    ]);
     wait_for("3 replicas of web", 90, || {
         let now = managed(owner.name(), &apps, "web");
         (now.len() == 3 && now.iter().all(|m| m.state == "running")).then_some(())
     });
-    c.kubectl_ok(&["-n", &apps, "patch", "containers.dockwright.dev", "web", "--type=merge", "-p", r#"{"spec":{"replicas":1}}"#]);
+    c.kubectl_ok(&[
+        "-n",
+        &apps,
+        "patch",
+        "containers.dockwright.dev",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":1}}"#,
+    ]);
     wait_for("1 replica of web", 90, || {
         let now = managed(owner.name(), &apps, "web");
         (now.len() == 1 && now[0].state == "running").then_some(())
     });
 
     // state: Stopped stops it without removing it.
-    c.kubectl_ok(&["-n", &apps, "patch", "containers.dockwright.dev", "other", "--type=merge", "-p", r#"{"spec":{"state":"Stopped"}}"#]);
+    c.kubectl_ok(&[
+        "-n",
+        &apps,
+        "patch",
+        "containers.dockwright.dev",
+        "other",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"state":"Stopped"}}"#,
+    ]);
     wait_for("other stopped", 90, || {
         let now = managed(owner.name(), &apps, "other");
         (now.len() == 1 && now[0].state == "exited").then_some(())
     });
-    assert_eq!(managed(owner.name(), &apps, "other")[0].id, other_id, "stopped, not recreated");
+    assert_eq!(
+        managed(owner.name(), &apps, "other")[0].id,
+        other_id,
+        "stopped, not recreated"
+    );
 
     // A Secret through secretKeyRef reaches the container, never a label.
-    c.kubectl_ok(&["-n", &apps, "create", "secret", "generic", "db", "--from-literal=password=hunter2-e2e"]);
+    c.kubectl_ok(&[
+        "-n",
+        &apps,
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "--from-literal=password=hunter2-e2e",
+    ]);
     c.apply(&container_yaml(
         &apps,
         "with-secret",
         "  env: [{ name: PASSWORD, valueFrom: { secretKeyRef: { name: db, key: password } } }]\n",
     ));
     wait_for("with-secret Ready", 90, || {
-        ready_entry(&c.json(&["-n", &apps, "get", "containers.dockwright.dev", "with-secret"]), &c.node)
+        ready_entry(
+            &c.json(&[
+                "-n",
+                &apps,
+                "get",
+                "containers.dockwright.dev",
+                "with-secret",
+            ]),
+            &c.node,
+        )
     });
     let secret_id = managed(owner.name(), &apps, "with-secret")[0].id.clone();
     assert!(inspect(&secret_id, "{{.Config.Env}}").contains("PASSWORD=hunter2-e2e"));
     assert!(!inspect(&secret_id, "{{json .Config.Labels}}").contains("hunter2"));
     assert!(
-        state_dir.join("dockwright").join(owner.name()).join("secret.key").is_file(),
+        state_dir
+            .join("dockwright")
+            .join(owner.name())
+            .join("secret.key")
+            .is_file(),
         "the secret key lives in the chart's state directory on the node"
     );
 
@@ -408,32 +497,63 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
     let secret_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret_file.path(), &config_json).unwrap();
     c.kubectl_ok(&[
-        "-n", &apps, "create", "secret", "generic", "regcred",
+        "-n",
+        &apps,
+        "create",
+        "secret",
+        "generic",
+        "regcred",
         "--type=kubernetes.io/dockerconfigjson",
-        &format!("--from-file=.dockerconfigjson={}", secret_file.path().display()),
+        &format!(
+            "--from-file=.dockerconfigjson={}",
+            secret_file.path().display()
+        ),
     ]);
     c.apply(&format!(
         "apiVersion: dockwright.dev/v1alpha1\nkind: Container\nmetadata:\n  name: private\n  namespace: {apps}\nspec:\n  image: {private}\n  imagePullPolicy: IfNotPresent\n  imagePullSecrets: [{{ name: regcred }}]\n  command: [sleep, \"3600\"]\n"
     ));
     wait_for("private pulled with the Secret and Ready", 120, || {
-        ready_entry(&c.json(&["-n", &apps, "get", "containers.dockwright.dev", "private"]), &c.node)
+        ready_entry(
+            &c.json(&["-n", &apps, "get", "containers.dockwright.dev", "private"]),
+            &c.node,
+        )
     });
 
     // The chart's policy (default: the safe one) refuses privileged; nothing is created.
     c.apply(&container_yaml(&apps, "privileged", "  privileged: true\n"));
     let held = wait_for("privileged held back", 60, || {
-        let obj = c.json(&["-n", &apps, "get", "containers.dockwright.dev", "privileged"]);
-        let entry = obj["status"]["nodes"].as_array()?.iter().find(|n| n["node"] == c.node.as_str())?.clone();
-        entry["lastError"].as_str().filter(|e| e.contains("privileged")).map(str::to_string)
+        let obj = c.json(&[
+            "-n",
+            &apps,
+            "get",
+            "containers.dockwright.dev",
+            "privileged",
+        ]);
+        let entry = obj["status"]["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["node"] == c.node.as_str())?
+            .clone();
+        entry["lastError"]
+            .as_str()
+            .filter(|e| e.contains("privileged"))
+            .map(str::to_string)
     });
     assert!(held.contains("policy"), "{held}");
     assert!(managed(owner.name(), &apps, "privileged").is_empty());
 
     // Placement: a nodeSelector the node lacks, then the node relabelled.
     let label = common::unique("role");
-    c.apply(&container_yaml(&apps, "placed", &format!("  nodeSelector: {{ dwtest-role: {label} }}\n")));
+    c.apply(&container_yaml(
+        &apps,
+        "placed",
+        &format!("  nodeSelector: {{ dwtest-role: {label} }}\n"),
+    ));
     std::thread::sleep(Duration::from_secs(3));
-    assert!(managed(owner.name(), &apps, "placed").is_empty(), "not placed here yet");
+    assert!(
+        managed(owner.name(), &apps, "placed").is_empty(),
+        "not placed here yet"
+    );
     c.kubectl_ok(&["label", "node", &c.node, &format!("dwtest-role={label}")]);
     wait_for("placed created after the relabel", 60, || {
         let now = managed(owner.name(), &apps, "placed");
@@ -441,7 +561,9 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
     });
     c.kubectl_ok(&["label", "node", &c.node, "dwtest-role-"]);
     wait_for("placed removed after the label went", 60, || {
-        managed(owner.name(), &apps, "placed").is_empty().then_some(())
+        managed(owner.name(), &apps, "placed")
+            .is_empty()
+            .then_some(())
     });
 
     // The agent pod deleted: its successor changes nothing (same key, no duplicates).
@@ -456,7 +578,10 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
         .iter()
         .map(|n| managed(owner.name(), &apps, n))
         .collect();
-    assert_eq!(before, after, "a new agent pod recreated or duplicated something");
+    assert_eq!(
+        before, after,
+        "a new agent pod recreated or duplicated something"
+    );
 
     // The API server restarted mid-watch: the agent's watches resume.
     // SIGTERM, and SIGKILL if its graceful shutdown (which waits for open watches) drags on.
@@ -468,15 +593,25 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let _ = run(Command::new("kill").args(["-KILL", pid]));
-    wait_for("the API server to be gone", 30, || (!alive(pid)).then_some(()));
+    wait_for("the API server to be gone", 30, || {
+        (!alive(pid)).then_some(())
+    });
     let restarted = run(&mut Command::new(root().join("scripts/start-kube.sh")));
     assert!(restarted.success(), "start-kube.sh: {restarted}");
-    c.apply(&container_yaml(&apps, "web", "  env: [{ name: MODE, value: three }]\n"));
-    wait_for("web follows an edit made after the API server restart", 120, || {
-        let now = managed(owner.name(), &apps, "web");
-        (now.len() == 1 && inspect(&now[0].id, "{{.Config.Env}}").contains("MODE=three"))
-            .then_some(())
-    });
+    c.apply(&container_yaml(
+        &apps,
+        "web",
+        "  env: [{ name: MODE, value: three }]\n",
+    ));
+    wait_for(
+        "web follows an edit made after the API server restart",
+        120,
+        || {
+            let now = managed(owner.name(), &apps, "web");
+            (now.len() == 1 && inspect(&now[0].id, "{{.Config.Env}}").contains("MODE=three"))
+                .then_some(())
+        },
+    );
 
     // helm upgrade: the pod rolls, the containers stay.
     let upgraded_values = {
@@ -486,27 +621,69 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
     };
     std::fs::write(values_file.path(), upgraded_values.to_string()).unwrap();
     let others_before = managed(owner.name(), &apps, "other");
-    let upgraded = c.helm(&["upgrade", "dockwright", "--namespace", &release_ns, "--values", &values, "--wait", "240"]);
+    let upgraded = c.helm(&[
+        "upgrade",
+        "dockwright",
+        "--namespace",
+        &release_ns,
+        "--values",
+        &values,
+        "--wait",
+        "240",
+    ]);
     assert!(upgraded.success(), "helm upgrade: {upgraded}");
     let new_pod = ready_agent_pod(&c, &release_ns, Some(&pod));
     let annotations = c.json(&["-n", &release_ns, "get", "pod", &new_pod]);
-    assert_eq!(annotations["metadata"]["annotations"]["dwtest/upgraded"], "yes");
+    assert_eq!(
+        annotations["metadata"]["annotations"]["dwtest/upgraded"],
+        "yes"
+    );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(managed(owner.name(), &apps, "other"), others_before);
 
     // delete → finalizer → containers gone before the object.
     let web_obj = c.json(&["-n", &apps, "get", "containers.dockwright.dev", "web"]);
     let finalizers = web_obj["metadata"]["finalizers"].to_string();
-    assert!(finalizers.contains(&format!("dockwright.dev/node.{}", c.node)), "{finalizers}");
-    c.kubectl_ok(&["-n", &apps, "delete", "containers.dockwright.dev", "--all", "--timeout=120s"]);
-    for name in ["web", "other", "with-secret", "private", "privileged", "placed"] {
-        assert!(managed(owner.name(), &apps, name).is_empty(), "{name} left on the daemon");
+    assert!(
+        finalizers.contains(&format!("dockwright.dev/node.{}", c.node)),
+        "{finalizers}"
+    );
+    c.kubectl_ok(&[
+        "-n",
+        &apps,
+        "delete",
+        "containers.dockwright.dev",
+        "--all",
+        "--timeout=120s",
+    ]);
+    for name in [
+        "web",
+        "other",
+        "with-secret",
+        "private",
+        "privileged",
+        "placed",
+    ] {
+        assert!(
+            managed(owner.name(), &apps, name).is_empty(),
+            "{name} left on the daemon"
+        );
     }
     let logs = agent_logs(&c, &release_ns);
-    assert!(!logs.contains("forbidden"), "the ServiceAccount lacked a verb:\n{logs}");
+    assert!(
+        !logs.contains("forbidden"),
+        "the ServiceAccount lacked a verb:\n{logs}"
+    );
 
     // helm uninstall removes the agent.
-    let uninstalled = c.helm(&["uninstall", "dockwright", "--namespace", &release_ns, "--wait", "120"]);
+    let uninstalled = c.helm(&[
+        "uninstall",
+        "dockwright",
+        "--namespace",
+        &release_ns,
+        "--wait",
+        "120",
+    ]);
     assert!(uninstalled.success(), "helm uninstall: {uninstalled}");
     wait_for("the DaemonSet gone", 60, || {
         let out = c.kubectl(&["-n", &release_ns, "get", "daemonset", "dockwright"]);
@@ -516,8 +693,10 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
 
 /// Whether process `pid` runs (a zombie does not: it is gone, only not reaped yet).
 fn alive(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
 }
 
 /// Tags the test image as `reference` and pushes it to the auth registry, then removes the
@@ -526,7 +705,12 @@ fn push_private(reg: &common::AuthRegistry, reference: &str) {
     let docker_config = reg.config_file.parent().unwrap();
     for args in [
         vec!["tag", common::TEST_IMAGE, reference],
-        vec!["--config", docker_config.to_str().unwrap(), "push", reference],
+        vec![
+            "--config",
+            docker_config.to_str().unwrap(),
+            "push",
+            reference,
+        ],
         vec!["rmi", reference],
     ] {
         let out = run(Command::new("docker").args(&args));
@@ -569,15 +753,37 @@ impl Teardown {
                 .args(args)
                 .output();
         };
-        kubectl(&["-n", &self.apps, "delete", "containers.dockwright.dev", "--all", "--timeout=60s"]);
+        kubectl(&[
+            "-n",
+            &self.apps,
+            "delete",
+            "containers.dockwright.dev",
+            "--all",
+            "--timeout=60s",
+        ]);
         // Whatever the agent could not finish: drop the finalizers so the namespace can go.
         let out = Command::new("kubectl")
             .env("KUBECONFIG", &self.kubeconfig)
-            .args(["-n", &self.apps, "get", "containers.dockwright.dev", "-o", "name"])
+            .args([
+                "-n",
+                &self.apps,
+                "get",
+                "containers.dockwright.dev",
+                "-o",
+                "name",
+            ])
             .output();
         if let Ok(out) = out {
             for name in String::from_utf8_lossy(&out.stdout).lines() {
-                kubectl(&["-n", &self.apps, "patch", name, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+                kubectl(&[
+                    "-n",
+                    &self.apps,
+                    "patch",
+                    name,
+                    "--type=merge",
+                    "-p",
+                    r#"{"metadata":{"finalizers":null}}"#,
+                ]);
             }
         }
         let _ = Command::new(&self.helm_python)
@@ -585,7 +791,13 @@ impl Teardown {
             .arg(root().join("scripts/helm-release.py"))
             .args(["uninstall", "dockwright", "--namespace", &self.release_ns])
             .output();
-        kubectl(&["delete", "namespace", &self.apps, &self.release_ns, "--wait=false"]);
+        kubectl(&[
+            "delete",
+            "namespace",
+            &self.apps,
+            &self.release_ns,
+            "--wait=false",
+        ]);
     }
 }
 

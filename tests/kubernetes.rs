@@ -1205,7 +1205,10 @@ async fn an_image_with_update_interval_follows_its_moving_tag_and_shows_the_dige
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("Dockerfile"),
-        common::own_layers(&format!("FROM {TEST_IMAGE}\nRUN echo two > /version\n"), &v2_tag),
+        common::own_layers(
+            &format!("FROM {TEST_IMAGE}\nRUN echo two > /version\n"),
+            &v2_tag,
+        ),
     )
     .unwrap();
     docker_cli(&["build", "-q", "-t", &v2_tag, dir.path().to_str().unwrap()]);

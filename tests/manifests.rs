@@ -129,7 +129,7 @@ fn bad_inputs_name_file_resource_and_field() {
                 location: "{dir}/a.yaml (document 1, line 1)",
                 resource: None,
                 field: Some("kind"),
-                message: "unknown kind \"Foo\"; expected Image or Container",
+                message: "unknown kind \"Foo\"; expected Image, Container, Network or Volume",
             },
         ),
         (

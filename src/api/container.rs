@@ -70,12 +70,18 @@ pub struct ContainerSpec {
     /// Mounts: named volumes (created if missing), bind mounts, tmpfs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeMount>,
-    /// Network to attach to: `bridge` (default), `host`, `none`, or a named network created if missing.
+    /// Network to attach to: `bridge` (default), `host`, `none`, a `Network` resource of the same
+    /// namespace, or a named network created if missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
     /// Extra DNS names for the container on a named network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub network_aliases: Vec<String>,
+    /// Several user-defined networks, each with its own aliases and fixed address; the
+    /// first is the one the container is created on, the others are connected before it
+    /// starts. Instead of `network` and `networkAliases`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkAttachment>,
     /// Restart policy, kubelet names: `Always`, `OnFailure`, `Never` (run to completion once per spec).
     #[serde(default)]
     pub restart_policy: RestartPolicy,
@@ -288,10 +294,30 @@ pub struct PortSpec {
     pub protocol: Protocol,
 }
 
+/// One network a container is attached to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkAttachment {
+    /// A `Network` resource of the same namespace, or the name of a Docker network (a
+    /// user-defined one, created if missing).
+    pub name: String,
+    /// Extra DNS names of the container on this network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Fixed IPv4 address on this network (the network needs a declared subnet).
+    #[serde(
+        default,
+        rename = "ipv4Address",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv4_address: Option<String>,
+}
+
 /// Kind of mount.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum VolumeType {
-    /// A named Docker volume, created if missing (never removed by dockwright).
+    /// A named Docker volume: a `Volume` resource of the same namespace, or any name (created if
+    /// missing, never removed by dockwright).
     #[default]
     Volume,
     /// A host path; relative paths resolve against the manifest file. Must exist.

@@ -3,7 +3,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use super::{Container, Image};
+use super::{Container, Image, Network, Volume};
 
 /// Field-level schema transform for an optional enum field (`#[schemars(transform =
 /// field_description)]`): keeps the field's doc comment as its description. kube hoists the
@@ -25,7 +25,12 @@ pub(crate) fn field_description(schema: &mut schemars::Schema) {
 
 /// Every CRD dockwright serves, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![Image::crd(), Container::crd()]
+    vec![
+        Image::crd(),
+        Container::crd(),
+        Network::crd(),
+        Volume::crd(),
+    ]
 }
 
 /// The CRDs as one multi-document YAML stream, with a do-not-edit marker.

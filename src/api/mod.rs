@@ -1,4 +1,4 @@
-//! Manifest types: the `Image` and `Container` custom resources, shared sub-types and
+//! Manifest types: the `Image`, `Container`, `Network` and `Volume` custom resources, shared sub-types and
 //! the CRD generator. No I/O lives here; the file and Kubernetes sources both parse
 //! into these types, so one document means the same thing in every mode.
 
@@ -7,12 +7,16 @@ mod container;
 mod crd;
 mod docs;
 mod image;
+mod network;
+mod volume;
 
 pub use common::*;
 pub use container::*;
 pub use crd::{all_crds, crds_yaml};
 pub use docs::{reference_markdown, REFERENCE_MARKER};
 pub use image::*;
+pub use network::*;
+pub use volume::*;
 
 /// API group of every dockwright resource.
 pub const GROUP: &str = "dockwright.dev";

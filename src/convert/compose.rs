@@ -271,6 +271,9 @@ pub struct BuildLong {
     /// Target stage.
     #[serde(default)]
     pub target: Option<String>,
+    /// Labels of the built image.
+    #[serde(default)]
+    pub labels: Option<ListOrMap>,
     /// Everything else.
     #[serde(flatten)]
     pub other: Other,

@@ -200,10 +200,17 @@ pub fn convert_with(text: &str, options: &ConvertOptions) -> Result<Conversion, 
     let mut documents = Vec::with_capacity(converted.len());
     for c in converted {
         let resource = c.container.metadata.name.clone().unwrap_or_default();
-        let yaml = serde_saphyr::to_string(&c.container).map_err(|e| ConvertError::Output {
+        let output_error = |e: serde_saphyr::SerializeError| ConvertError::Output {
             resource: resource.clone(),
             message: e.to_string(),
-        })?;
+        };
+        let mut yaml = String::new();
+        // The Image a service builds goes first, in the same file as its Container.
+        if let Some(image) = &c.image {
+            yaml.push_str(&serde_saphyr::to_string(image).map_err(output_error)?);
+            yaml.push_str("---\n");
+        }
+        yaml.push_str(&serde_saphyr::to_string(&c.container).map_err(output_error)?);
         let mut out = format!(
             "# Converted by `dockwright convert` from {}, service {:?}.\n",
             file_name(file),

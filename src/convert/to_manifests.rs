@@ -22,9 +22,11 @@
 //! - `privileged`, `cap_add`, `cap_drop`, `devices`, `pid: host` and `ipc: host` are written
 //!   as they are ([`security`](super::security)); the agent's policy refuses them unless it
 //!   allows each. `deploy.update_config` becomes `strategy` ([`rollout`](super::rollout)).
-//! - `build` cannot be converted until `Image` resources build (issue 3): a warning gives the
-//!   `docker build` command, and the container runs `image:` (else Compose v2's default name
-//!   `<project>-<service>`) with `imagePullPolicy: Never`.
+//! - `build` becomes an `Image` of the service's resource name with `build` (context written
+//!   as an absolute path, `dockerfile` relative to it as in Compose, `args`, `target`,
+//!   `labels`) whose `ref` is the service's `image:` (else Compose v2's default name
+//!   `<project>-<service>`); the `Container` names that `Image`. A build arg without a value
+//!   (taken from the environment by Compose) is dropped with a warning.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -75,6 +77,8 @@ pub(crate) struct Converted {
     pub service: String,
     /// The `Container` resource.
     pub container: Container,
+    /// The `Image` it builds, when the service has `build`.
+    pub image: Option<crate::api::Image>,
 }
 
 /// Converts every service of `file`, in file order.
@@ -115,10 +119,11 @@ pub(crate) fn convert(
                 .unwrap_or_default(),
             prefix: format!("services.{service_name}"),
         };
-        let container = convert_service(&sc, service, &tables, warnings)?;
+        let (container, image) = convert_service(&sc, service, &tables, warnings)?;
         out.push(Converted {
             service: service_name.clone(),
             container,
+            image,
         });
     }
     Ok(out)
@@ -300,9 +305,9 @@ fn convert_service(
     s: &Service,
     t: &Tables<'_>,
     w: &mut Warnings,
-) -> Result<Container, ConvertError> {
+) -> Result<(Container, Option<crate::api::Image>), ConvertError> {
     sc.unsupported(w, "", &s.other.0);
-    let (image, image_pull_policy) = image(sc, s, w)?;
+    let (image, image_pull_policy, built) = image(sc, s, w)?;
     let replicas = replicas(sc, s, w)?;
     let (network, network_aliases) = network(sc, s, t, w)?;
     let mut ports = Vec::new();
@@ -353,7 +358,7 @@ fn convert_service(
     )?;
     let spec = ContainerSpec {
         image,
-        image_pull_policy: Some(image_pull_policy),
+        image_pull_policy,
         replicas,
         entrypoint: words(sc, "entrypoint", s.entrypoint.as_ref())?,
         command: words(sc, "command", s.command.as_ref())?,
@@ -384,21 +389,22 @@ fn convert_service(
         strategy,
         ..ContainerSpec::default()
     };
-    Ok(Container::new(&sc.resource, spec))
+    Ok((Container::new(&sc.resource, spec), built))
 }
 
-/// The image reference and pull policy.
+/// The container's `image` and pull policy, and the `Image` that builds it (with `build`).
 fn image(
     sc: &ServiceCx<'_>,
     s: &Service,
     w: &mut Warnings,
-) -> Result<(String, PullPolicy), ConvertError> {
-    let mut policy = match s.pull_policy.as_deref() {
+) -> Result<(String, Option<PullPolicy>, Option<crate::api::Image>), ConvertError> {
+    let policy = match s.pull_policy.as_deref() {
         None | Some("missing") | Some("if_not_present") => PullPolicy::IfNotPresent,
         Some("always") => PullPolicy::Always,
         Some("never") => PullPolicy::Never,
+        Some("build") if s.build.is_some() => PullPolicy::IfNotPresent,
         Some("build") => {
-            sc.warn(w, "pull_policy", "\"build\" is not supported: the image is never pulled (imagePullPolicy: Never)");
+            sc.warn(w, "pull_policy", "\"build\" without a build section: the image is never pulled (imagePullPolicy: Never)");
             PullPolicy::Never
         }
         Some(p) if p == "daily" || p == "weekly" || p.starts_with("every_") => {
@@ -414,48 +420,63 @@ fn image(
     };
     let Some(build) = &s.build else {
         return match &s.image {
-            Some(image) if !image.trim().is_empty() => Ok((image.clone(), policy)),
+            Some(image) if !image.trim().is_empty() => Ok((image.clone(), Some(policy), None)),
             _ => Err(sc.err("image", "missing: a service needs an image or a build")),
         };
     };
-    let image = s
+    let reference = s
         .image
         .clone()
         .unwrap_or_else(|| format!("{}-{}", sc.cx.project, sc.service));
-    // Image resources cannot build yet (issue 3): say how to build the image by hand.
-    let mut command = format!("docker build -t {image}");
-    let context = match build {
-        Build::Context(c) => resolve_host_path(sc.cx, c),
+    let mut spec = crate::api::ImageBuild::default();
+    match build {
+        Build::Context(c) => spec.context = path_text(&resolve_host_path(sc.cx, c)),
         Build::Long(l) => {
             sc.unsupported(w, "build", &l.other.0);
-            let context = resolve_host_path(sc.cx, l.context.as_deref().unwrap_or("."));
-            if let Some(dockerfile) = &l.dockerfile {
-                command.push_str(&format!(" -f {}", context.join(dockerfile).display()));
-            }
-            if let Some(target) = &l.target {
-                command.push_str(&format!(" --target {target}"));
-            }
+            spec.context = path_text(&resolve_host_path(
+                sc.cx,
+                l.context.as_deref().unwrap_or("."),
+            ));
+            spec.dockerfile = l.dockerfile.clone();
+            spec.target = l.target.clone();
             for (k, v) in l.args.iter().flat_map(|a| a.0.iter()) {
                 match v {
-                    Some(v) => command.push_str(&format!(" --build-arg {k}={v}")),
-                    None => command.push_str(&format!(" --build-arg {k}")),
+                    Some(v) => {
+                        spec.args.insert(k.clone(), v.clone());
+                    }
+                    None => sc.warn(
+                        w,
+                        "build.args",
+                        format!("{k} has no value (Compose takes it from the environment at build time); dropped: give it a value"),
+                    ),
                 }
             }
-            context
+            for (k, v) in l.labels.iter().flat_map(|a| a.0.iter()) {
+                spec.labels.insert(k.clone(), v.clone().unwrap_or_default());
+            }
         }
-    };
-    sc.warn(
-        w,
-        "build",
-        format!(
-            "not converted yet (dockwright cannot build images yet): build it yourself, e.g. `{command} {}`; the container uses {image:?} and never pulls it",
-            context.display()
-        ),
-    );
-    if s.pull_policy.is_none() {
-        policy = PullPolicy::Never;
     }
-    Ok((image, policy))
+    if policy != PullPolicy::IfNotPresent {
+        sc.warn(
+            w,
+            "pull_policy",
+            "ignored with build: the image is built when its inputs change",
+        );
+    }
+    let image = crate::api::Image::new(
+        &sc.resource,
+        crate::api::ImageSpec {
+            reference,
+            build: Some(spec),
+            ..Default::default()
+        },
+    );
+    Ok((sc.resource.clone(), None, Some(image)))
+}
+
+/// A path as text for a manifest (lossy for the rare non-UTF-8 path).
+fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
 }
 
 fn replicas(sc: &ServiceCx<'_>, s: &Service, w: &mut Warnings) -> Result<u32, ConvertError> {

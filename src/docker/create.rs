@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, EndpointSettings, HealthConfig, HostConfig,
-    Mount as DockerMount, MountTmpfsOptions, MountType, NetworkingConfig,
-    PortBinding as DockerPortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, DeviceMapping, HealthConfig, HostConfig, Mount as DockerMount,
+    MountTmpfsOptions, MountType, NetworkingConfig, PortBinding as DockerPortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 
 use crate::desired::{ContainerConfig, Mount};
@@ -184,10 +184,7 @@ fn networking_config(c: &ContainerConfig) -> Option<NetworkingConfig> {
     if !c.uses_named_network() {
         return None;
     }
-    let endpoint = EndpointSettings {
-        aliases: (!c.network_aliases.is_empty()).then(|| c.network_aliases.clone()),
-        ..Default::default()
-    };
+    let endpoint = super::objects::endpoint_settings(&c.network_aliases, c.ipv4_address.as_deref());
     Some(NetworkingConfig {
         endpoints_config: Some(HashMap::from([(c.network.clone(), endpoint)])),
     })

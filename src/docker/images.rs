@@ -103,7 +103,7 @@ fn refusal(target: &str, error: &bollard::errors::Error) -> ActionError {
     e
 }
 
-/// The observation for image-aware passes: the two list calls of [`Docker::observe`], plus
+/// The observation for image-aware passes: the list calls of [`Docker::observe`], plus
 /// the registry digests due (checked before the pass), and — only when `prune` is set — the
 /// image users (one more list call) and the pulled-image records. With records, the notes of
 /// pulls an earlier process began and never recorded are settled first (see

@@ -1,5 +1,5 @@
 //! The Docker adapter: the only place that speaks the Docker API (bollard 0.21). It observes
-//! (two list calls), runs plan actions ([`DockerRunner`]) and streams logs; everything it
+//! (four list calls), runs plan actions ([`DockerRunner`]) and streams logs; everything it
 //! hands out is a dockwright type, so no bollard type leaks past this module.
 //!
 //! Every request body is limited to what an API-1.41 daemon (Docker 20.10) accepts, because
@@ -15,6 +15,7 @@ mod events;
 mod files;
 mod images;
 mod logs;
+mod objects;
 mod observe;
 mod progress;
 mod pull;
@@ -30,6 +31,7 @@ pub use events::DaemonEvent;
 pub use files::files_tar;
 pub use images::{settle_pulls, ImageObserver};
 pub use logs::{LogOptions, LogSink};
+pub use objects::network_request;
 pub use observe::concurrency_for_cpus;
 pub use progress::{PullProgress, TerminalPullProgress};
 pub use registry::{check_updates, CheckFailure};

@@ -1,6 +1,8 @@
-//! Observation: the managed containers (one filtered list call) and the local images (one list
-//! call), translated into [`crate::observed`] types. Health and exit code come from the list's
-//! status text, never from per-container inspects, so a pass costs two calls at any scale.
+//! Observation: the managed containers (one filtered list call), the local images (one list
+//! call) and our networks and volumes (two filtered list calls, see `objects`), translated into
+//! [`crate::observed`] types. Health and exit code come from the list's status text, never from
+//! per-container inspects, so a pass costs four calls at any scale (five when a `Network` or
+//! `Volume` resource exists: its users are one more list).
 
 use std::collections::HashMap;
 
@@ -70,10 +72,20 @@ impl Docker {
         Ok(observed_images(list))
     }
 
-    /// [`Docker::list_managed`] and [`Docker::list_images`], run concurrently.
+    /// [`Docker::list_managed`], [`Docker::list_images`] and [`Docker::list_objects`], run
+    /// concurrently.
     pub async fn observe(&self, owner: &str) -> Result<ObservedState, Error> {
-        let (containers, images) = tokio::try_join!(self.list_managed(owner), self.list_images())?;
-        Ok(ObservedState { containers, images })
+        let (containers, images, (networks, volumes)) = tokio::try_join!(
+            self.list_managed(owner),
+            self.list_images(),
+            self.list_objects(owner)
+        )?;
+        Ok(ObservedState {
+            containers,
+            images,
+            networks,
+            volumes,
+        })
     }
 
     /// Number of CPUs of the daemon's host (`docker info`); used to size concurrency, so it is

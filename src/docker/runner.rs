@@ -17,7 +17,7 @@ use super::create::create_body;
 use super::errors::{action_error, is_not_found, status_of};
 use super::files::files_tar;
 use super::progress::PullProgress;
-use super::{build, conflict, ensure, images, pull, registry, wait, Docker};
+use super::{build, conflict, ensure, images, objects, pull, registry, wait, Docker};
 use crate::credentials::Credentials;
 use crate::desired::RegistryAuth;
 use crate::execute::{ActionError, ActionRunner, ErrorKind};
@@ -256,10 +256,10 @@ impl DockerRunner {
                 // Ours with the same spec (a concurrent process of this owner, or a create
                 // whose answer was lost) is a success; anything else is never touched.
                 let holder = conflict::adopt(&self.docker, &self.owner, spec).await?;
-                if holder.never_started && !spec.config.files.is_empty() {
-                    // Whoever created it may not have copied the files yet: copying the
-                    // same bytes again is harmless, starting without them is not.
-                    self.copy_files(&holder.id, spec).await?;
+                if holder.never_started {
+                    // Whoever created it may not have connected its networks or copied the
+                    // files yet: doing it again is harmless, starting without them is not.
+                    self.complete(&holder.id, spec).await?;
                 }
                 self.remember(spec, &holder.id);
                 return Ok(());
@@ -269,8 +269,8 @@ impl DockerRunner {
         for warning in &created.warnings {
             tracing::warn!(container = name, warning = %warning, "daemon warning on create");
         }
-        if !spec.config.files.is_empty() {
-            if let Err(error) = self.copy_files(&created.id, spec).await {
+        if !spec.config.files.is_empty() || !spec.config.extra_networks.is_empty() {
+            if let Err(error) = self.complete(&created.id, spec).await {
                 // Leave no half-made container behind: a retry starts clean.
                 let options = RemoveContainerOptionsBuilder::new()
                     .force(true)
@@ -282,13 +282,25 @@ impl DockerRunner {
                     .remove_container(&created.id, Some(options))
                     .await
                 {
-                    tracing::warn!(container = name, error = %e, "could not remove the container after a failed file copy");
+                    tracing::warn!(container = name, error = %e, "could not remove the container after a failed network connect or file copy");
                 }
                 return Err(error);
             }
         }
         tracing::debug!(container = name, id = %created.id, "container created");
         self.remember(spec, &created.id);
+        Ok(())
+    }
+
+    /// What a create does between the create call and the start: connect the networks
+    /// beyond the first (API 1.41 takes one at create time), then copy the files in.
+    async fn complete(&self, id: &str, spec: &CreateSpec) -> Result<(), ActionError> {
+        for endpoint in &spec.config.extra_networks {
+            objects::connect(&self.docker, id, endpoint).await?;
+        }
+        if !spec.config.files.is_empty() {
+            self.copy_files(id, spec).await?;
+        }
         Ok(())
     }
 
@@ -459,6 +471,19 @@ impl ActionRunner for DockerRunner {
             Action::EnsureVolume { name } => {
                 ensure::ensure_volume(&self.docker, &self.owner, &self.source, name).await
             }
+            Action::CreateNetwork(spec) => {
+                objects::create_network(&self.docker, &self.owner, spec).await
+            }
+            Action::RecreateNetwork { id, spec, .. } => {
+                objects::recreate_network(&self.docker, &self.owner, id, spec).await
+            }
+            Action::RemoveNetwork { id, name } => {
+                objects::remove_network(&self.docker, id, name).await
+            }
+            Action::CreateVolume(spec) => {
+                objects::create_volume(&self.docker, &self.owner, spec).await
+            }
+            Action::RemoveVolume { name } => objects::remove_volume(&self.docker, name).await,
             Action::CreateContainer(spec) => self.create(spec).await,
             Action::StartContainer { name } => self.start(name).await,
             Action::StopContainer {

@@ -307,7 +307,7 @@ impl Context {
         }
     }
 
-    /// One observation (two list calls), with the registry digests of the moving tags whose
+    /// One observation (the list calls of `Docker::observe`), with the registry digests of the moving tags whose
     /// `updateInterval` is due checked first (as the file agent does before each pass).
     pub(super) async fn observe(&self, desired: &DesiredState) -> Result<ObservedState, Error> {
         let registry_digests = self.registry_digests(desired).await;

@@ -37,10 +37,7 @@ pub struct ClusterDesired {
 /// A custom resource as a loaded manifest: `Origin::Kubernetes` (uid and generation), base
 /// directory `/`.
 pub fn loaded(manifest: Manifest) -> LoadedManifest {
-    let meta = match &manifest {
-        Manifest::Image(i) => &i.metadata,
-        Manifest::Container(c) => &c.metadata,
-    };
+    let meta = manifest.metadata();
     let origin = Origin::Kubernetes {
         uid: meta.uid.clone().unwrap_or_default(),
         generation: meta.generation,
@@ -91,6 +88,8 @@ pub fn cluster_problems(manifest: &Manifest) -> Vec<(String, String)> {
                 ));
             }
         }
+        // Not watched in Kubernetes mode yet (see docs/kubernetes.md).
+        Manifest::Network(_) | Manifest::Volume(_) => {}
     }
     out
 }

@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use super::rollout::short_revision;
 use crate::api::DependencyCondition;
-use crate::desired::{ContainerConfig, DesiredBuild, RegistryAuth, ResourceKey};
+use crate::desired::{
+    ContainerConfig, DesiredBuild, NetworkConfig, RegistryAuth, ResourceKey, VolumeConfig,
+};
 
 /// Index of an action inside its [`Plan`].
 pub type ActionId = usize;
@@ -42,6 +44,28 @@ pub struct BuildSpec {
     pub labels: std::collections::BTreeMap<String, String>,
     /// The image's own credentials source, if any (for `FROM` pulls).
     pub auth: Option<RegistryAuth>,
+}
+
+/// Everything the executor needs to create a declared network; the labels are computed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkCreate {
+    /// Docker name.
+    pub name: String,
+    /// The normalised configuration.
+    pub config: NetworkConfig,
+    /// All labels: the user's plus owner, resource, spec and spec hash.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Everything the executor needs to create a declared volume; the labels are computed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VolumeCreate {
+    /// Docker name.
+    pub name: String,
+    /// The normalised configuration.
+    pub config: VolumeConfig,
+    /// All labels: the user's plus owner, resource, spec, spec hash and reclaim policy.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// One step of a plan.
@@ -85,6 +109,33 @@ pub enum Action {
     },
     /// Create a named volume if missing (labelled as ours when created; never removed).
     EnsureVolume {
+        /// Volume name.
+        name: String,
+    },
+    /// Create a declared network (an unowned one of the same name is an error).
+    CreateNetwork(Box<NetworkCreate>),
+    /// Replace a network of ours whose spec changed: disconnect `containers` (ours; the
+    /// planner made sure no other owner's container uses it), remove it, create it anew and
+    /// connect them again with the aliases and addresses they had.
+    RecreateNetwork {
+        /// ID of the network to replace.
+        id: String,
+        /// The new network.
+        spec: Box<NetworkCreate>,
+        /// IDs of our containers attached to it.
+        containers: Vec<String>,
+    },
+    /// Remove a network of ours that no container uses.
+    RemoveNetwork {
+        /// Network ID.
+        id: String,
+        /// Network name, for output.
+        name: String,
+    },
+    /// Create a declared volume (an unowned one of the same name is an error).
+    CreateVolume(Box<VolumeCreate>),
+    /// Remove a volume of ours, with its data (`reclaimPolicy: Delete`, unused).
+    RemoveVolume {
         /// Volume name.
         name: String,
     },
@@ -154,6 +205,11 @@ impl Action {
             Action::RemoveImage { .. } => "remove-image",
             Action::EnsureNetwork { .. } => "ensure-network",
             Action::EnsureVolume { .. } => "ensure-volume",
+            Action::CreateNetwork(_) => "create-network",
+            Action::RecreateNetwork { .. } => "recreate-network",
+            Action::RemoveNetwork { .. } => "remove-network",
+            Action::CreateVolume(_) => "create-volume",
+            Action::RemoveVolume { .. } => "remove-volume",
             Action::CreateContainer(_) => "create",
             Action::StartContainer { .. } => "start",
             Action::StopContainer { .. } => "stop",
@@ -171,7 +227,12 @@ impl Action {
             Action::BuildImage(spec) => &spec.reference,
             Action::TagImage { target, .. } => target,
             Action::RemoveImage { id, references } => references.first().unwrap_or(id),
-            Action::EnsureNetwork { name } | Action::EnsureVolume { name } => name,
+            Action::EnsureNetwork { name }
+            | Action::EnsureVolume { name }
+            | Action::RemoveNetwork { name, .. }
+            | Action::RemoveVolume { name } => name,
+            Action::CreateNetwork(spec) | Action::RecreateNetwork { spec, .. } => &spec.name,
+            Action::CreateVolume(spec) => &spec.name,
             Action::CreateContainer(spec) => &spec.name,
             Action::StartContainer { name }
             | Action::StopContainer { name, .. }

@@ -159,8 +159,10 @@ pub(super) struct Planner<'g> {
     pub source: &'g str,
     /// Revisions not to roll out (see [`super::PlanOptions::failed_revisions`]).
     failed_revisions: &'g BTreeSet<(ResourceKey, String)>,
-    networks: BTreeMap<String, NodeId>,
-    volumes: BTreeMap<String, NodeId>,
+    /// Prerequisite nodes by network or volume name; `None` for a declared one already
+    /// present. Seeded with the declared ones (see `objects`).
+    networks: BTreeMap<String, Option<NodeId>>,
+    volumes: BTreeMap<String, Option<NodeId>>,
     /// What removals, stops and renames give up.
     pub freed: Vec<Claim>,
     /// What creates and renames take.
@@ -176,14 +178,15 @@ impl<'g> Planner<'g> {
         owner: &'g str,
         source: &'g str,
         failed_revisions: &'g BTreeSet<(ResourceKey, String)>,
+        objects: super::objects::ObjectNodes,
     ) -> Self {
         Self {
             graph,
             owner,
             source,
             failed_revisions,
-            networks: BTreeMap::new(),
-            volumes: BTreeMap::new(),
+            networks: objects.networks,
+            volumes: objects.volumes,
             freed: Vec::new(),
             taken: Vec::new(),
             removed: BTreeMap::new(),
@@ -734,11 +737,11 @@ impl<'g> Planner<'g> {
     ) -> NodeId {
         let d = ctx.d;
         let mut deps: Vec<NodeId> = after.into_iter().collect();
-        if d.config.uses_named_network() {
-            deps.push(self.prerequisite(&d.key, &d.config.network, true));
+        for network in d.config.named_networks() {
+            deps.extend(self.prerequisite(&d.key, network, true));
         }
         for volume in d.config.volume_names() {
-            deps.push(self.prerequisite(&d.key, volume, false));
+            deps.extend(self.prerequisite(&d.key, volume, false));
         }
         if let ImageStatus::Pending(pull) = ctx.image {
             deps.push(*pull);
@@ -813,8 +816,15 @@ impl<'g> Planner<'g> {
         ))
     }
 
-    /// The EnsureNetwork / EnsureVolume node for `name`, planned once per plan.
-    fn prerequisite(&mut self, resource: &ResourceKey, name: &str, network: bool) -> NodeId {
+    /// The node a create using network or volume `name` waits for: the declared one's
+    /// create, nothing for a declared one present, else an EnsureNetwork / EnsureVolume
+    /// planned once per plan.
+    fn prerequisite(
+        &mut self,
+        resource: &ResourceKey,
+        name: &str,
+        network: bool,
+    ) -> Option<NodeId> {
         let map = if network {
             &mut self.networks
         } else {
@@ -833,8 +843,8 @@ impl<'g> Planner<'g> {
             }
         };
         let node = self.graph.add(resource, action, Reason::Prerequisite, []);
-        map.insert(name.to_string(), node);
-        node
+        map.insert(name.to_string(), Some(node));
+        Some(node)
     }
 }
 

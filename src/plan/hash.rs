@@ -68,11 +68,46 @@ pub fn container_labels(
     out
 }
 
+/// Labels of a network or volume created for a `Network`/`Volume` resource: the user's
+/// (minus any under the reserved prefix) plus owner, resource, spec and spec hash.
+pub fn object_labels(
+    owner: &str,
+    source: &str,
+    key: &ResourceKey,
+    spec_json: &str,
+    spec_hash: &str,
+    user_labels: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = user_labels
+        .iter()
+        .filter(|(k, _)| !k.starts_with(labels::PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    out.extend(labels::ownership(owner, source));
+    out.insert(labels::RESOURCE.to_string(), key.to_string());
+    out.insert(labels::SPEC.to_string(), spec_json.to_string());
+    out.insert(labels::SPEC_HASH.to_string(), spec_hash.to_string());
+    out
+}
+
+/// Canonical JSON of a network's or volume's configuration (see [`spec_json`]).
+pub fn object_spec_json(config: &impl Serialize) -> String {
+    serde_json::to_string(config)
+        .unwrap_or_else(|e| format!("{{\"unserialisable\":{:?}}}", e.to_string()))
+}
+
 /// Lists whose entries are compared one by one (`env[2]`): entries there are independent
 /// settings. Other lists (`cmd`, `ports`, ...) read better as a whole.
-const ELEMENTWISE_LISTS: &[&str] = &["env", "mounts", "files", "networkAliases"];
+const ELEMENTWISE_LISTS: &[&str] = &[
+    "env",
+    "mounts",
+    "files",
+    "networkAliases",
+    "extraNetworks",
+    "ipam",
+];
 /// Maps compared key by key (`labels.tier`).
-const KEYED_MAPS: &[&str] = &["labels"];
+const KEYED_MAPS: &[&str] = &["labels", "options", "driverOptions"];
 
 /// Placeholder for an absent value.
 const ABSENT: &str = "-";

@@ -10,6 +10,7 @@ mod hash;
 #[cfg(test)]
 mod image_tests;
 mod images;
+mod objects;
 #[cfg(test)]
 mod proptests;
 mod prune_images;
@@ -26,7 +27,9 @@ mod testutil;
 mod unfinished;
 
 pub use action::*;
-pub use hash::{changed_fields, container_labels, spec_hash, spec_json};
+pub use hash::{
+    changed_fields, container_labels, object_labels, object_spec_json, spec_hash, spec_json,
+};
 pub use prune_images::plan_prune_dangling;
 pub use restrict::{independent_groups, restrict, restrict_actions};
 pub use rollout::{kept_name, short_revision, unfit_revisions, KEPT_SUFFIX};
@@ -111,11 +114,19 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
         (&a.resource, a.replica, &a.name, &a.id).cmp(&(&b.resource, b.replica, &b.name, &b.id))
     });
     let mut by_resource: BTreeMap<&ResourceKey, Vec<&ObservedContainer>> = BTreeMap::new();
+    let objects = objects::plan_objects(
+        &mut graph,
+        desired,
+        observed,
+        &options.owner,
+        &options.source,
+    );
     let mut planner = Planner::new(
         &mut graph,
         &options.owner,
         &options.source,
         &options.failed_revisions,
+        objects,
     );
     for c in sorted {
         match &c.resource {
@@ -185,6 +196,7 @@ pub fn plan(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
             &options.owner,
             &removed,
         );
+        objects::prune_objects(&mut graph, desired, observed, &scope, &removed);
     }
     order_dependencies(&mut graph, desired, &outcomes);
     order_claims(&mut graph, &claims.0, &claims.1);

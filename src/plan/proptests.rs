@@ -492,6 +492,17 @@ fn check_ownership(
             Action::AdoptContainer { .. } => {
                 prop_assert!(false, "adoption planned without a source: {:?}", a.action);
             }
+            Action::CreateNetwork(_)
+            | Action::RecreateNetwork { .. }
+            | Action::RemoveNetwork { .. }
+            | Action::CreateVolume(_)
+            | Action::RemoveVolume { .. } => {
+                prop_assert!(
+                    false,
+                    "object action {:?} without Network or Volume resources",
+                    a.action
+                );
+            }
             Action::BuildImage(_)
             | Action::TagImage { .. }
             | Action::PushImage { .. }

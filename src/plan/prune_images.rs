@@ -133,6 +133,8 @@ fn references_of<'a>(desired: &'a DesiredState, key: &ResourceKey) -> Option<BTr
             .containers
             .get(key)
             .map(|c| BTreeSet::from([c.image.reference.as_str()])),
+        // No image is built or pulled for these.
+        Kind::Network | Kind::Volume => None,
     }
 }
 

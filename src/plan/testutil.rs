@@ -168,6 +168,7 @@ pub fn desired(containers: impl IntoIterator<Item = DesiredContainer>) -> Desire
     DesiredState {
         images: BTreeMap::new(),
         containers: containers.into_iter().map(|c| (c.key.clone(), c)).collect(),
+        ..Default::default()
     }
 }
 
@@ -474,6 +475,26 @@ impl Sim {
                 c.source = Some(source.clone());
                 Ok(())
             }
+            Action::CreateNetwork(spec) | Action::RecreateNetwork { spec, .. } => {
+                let object = sim_object(&spec.name, &spec.labels);
+                self.state.networks.retain(|n| n.name != spec.name);
+                self.state.networks.push(object);
+                Ok(())
+            }
+            Action::CreateVolume(spec) => {
+                let object = sim_object(&spec.name, &spec.labels);
+                self.state.volumes.retain(|v| v.name != spec.name);
+                self.state.volumes.push(object);
+                Ok(())
+            }
+            Action::RemoveNetwork { name, .. } => {
+                self.state.networks.retain(|n| &n.name != name);
+                Ok(())
+            }
+            Action::RemoveVolume { name } => {
+                self.state.volumes.retain(|v| &v.name != name);
+                Ok(())
+            }
             Action::BuildImage(spec) => {
                 let fresh = format!("sha256:built-{}", self.counter);
                 self.state
@@ -670,4 +691,23 @@ fn verdict(unhealthy: &BTreeSet<String>, c: &ObservedContainer) -> HealthState {
 
 fn host_part(published: &str) -> &str {
     published.split("->").next().unwrap_or(published)
+}
+
+/// A network or volume as the simulated daemon records its creation (no users).
+fn sim_object(
+    name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> crate::observed::ObservedObject {
+    crate::observed::ObservedObject {
+        id: format!("id-{name}"),
+        name: name.to_string(),
+        resource: labels
+            .get(crate::labels::RESOURCE)
+            .and_then(|l| crate::desired::ResourceKey::parse(l)),
+        spec_hash: labels.get(crate::labels::SPEC_HASH).cloned(),
+        spec: labels.get(crate::labels::SPEC).cloned(),
+        reclaim_policy: labels.get(crate::labels::RECLAIM_POLICY).cloned(),
+        source: labels.get(crate::labels::SOURCE).cloned(),
+        users: Some(Vec::new()),
+    }
 }

@@ -22,11 +22,20 @@ pub fn plan_text(plan: &Plan) -> String {
         };
         match &planned.reason {
             Reason::SpecChanged { changes }
-                if matches!(planned.action, Action::RemoveContainer { .. }) =>
+                if matches!(
+                    planned.action,
+                    Action::RemoveContainer { .. }
+                        | Action::RecreateNetwork { .. }
+                        | Action::RemoveVolume { .. }
+                ) =>
             {
+                let loss = match planned.action {
+                    Action::RemoveVolume { .. } => " (its data is deleted)",
+                    _ => "",
+                };
                 let _ = writeln!(
                     out,
-                    "  ~ recreate {}: spec changed",
+                    "  ~ recreate {}: spec changed{loss}",
                     planned.action.target()
                 );
                 for change in changes {
@@ -66,8 +75,14 @@ fn sign(action: &Action) -> char {
         | Action::PushImage { .. }
         | Action::CreateContainer(_)
         | Action::EnsureNetwork { .. }
-        | Action::EnsureVolume { .. } => '+',
-        Action::RemoveContainer { .. } | Action::RemoveImage { .. } => '-',
+        | Action::EnsureVolume { .. }
+        | Action::CreateNetwork(_)
+        | Action::CreateVolume(_) => '+',
+        Action::RemoveContainer { .. }
+        | Action::RemoveImage { .. }
+        | Action::RemoveNetwork { .. }
+        | Action::RemoveVolume { .. } => '-',
+        Action::RecreateNetwork { .. } => '~',
         Action::StartContainer { .. }
         | Action::StopContainer { .. }
         | Action::RenameContainer { .. }
@@ -92,6 +107,15 @@ fn describe(action: &Action) -> String {
         | Action::AdoptContainer { name, id, .. } => {
             format!("{name} ({})", short_id(id))
         }
+        // Volumes hold data: say so wherever one is removed.
+        Action::RemoveVolume { name } => format!("{name} (its data is deleted)"),
+        Action::RecreateNetwork {
+            spec, containers, ..
+        } if !containers.is_empty() => format!(
+            "{} (moving {} container(s) of ours over)",
+            spec.name,
+            containers.len()
+        ),
         other => other.target().to_string(),
     }
 }

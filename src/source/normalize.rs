@@ -43,9 +43,11 @@ const DEFAULT_FILE_MODE: u32 = 0o644;
 pub type ImageIndex = BTreeMap<ResourceKey, Option<(String, PullPolicy)>>;
 
 mod image_build;
+mod objects;
 mod security;
 mod strategy;
 
+pub use objects::{normalize_network, normalize_volume, ObjectIndex};
 pub use security::{canonical_capability, MAX_SECRET_FILE_BYTES};
 
 /// Collects the errors of one resource.
@@ -161,13 +163,15 @@ pub fn normalize_image(
     cx.finish(desired)
 }
 
-/// Normalises a `Container` resource. `images` are the `Image` resources of all manifests.
+/// Normalises a `Container` resource. `images` are the `Image` resources of all manifests,
+/// `objects` the `Network` and `Volume` resources (their names resolve to Docker names).
 ///
 /// Dependencies are resolved to keys but not checked for existence or cycles here.
 pub fn normalize_container(
     lm: &LoadedManifest,
     container: &Container,
     images: &ImageIndex,
+    objects: &ObjectIndex,
 ) -> Result<DesiredContainer, Vec<ManifestError>> {
     let key = lm.manifest.key();
     let _span = tracing::debug_span!("normalize", resource = %key).entered();
@@ -206,26 +210,32 @@ pub fn normalize_container(
             );
         }
     }
-    let network = spec.network.clone().unwrap_or_else(|| "bridge".to_string());
-    if network.is_empty() {
-        cx.err(
-            "spec.network",
-            "must not be empty; omit it for the default bridge network",
-        );
-    }
+    let networks = objects::container_networks(&mut cx, spec, &key.namespace, objects);
+    let network = networks.network;
     let env = normalize_env(&mut cx, spec);
     let secret_env = security::secret_env(&mut cx, spec, &lm.origin, &key.namespace, &lm.base_dir);
     let (cap_add, cap_drop) = security::capabilities(&mut cx, spec);
     let devices = security::devices(&mut cx, spec);
     let labels = normalize_labels(&mut cx, spec);
     let ports = normalize_ports(&mut cx, spec, &network);
-    let mounts = normalize_mounts(&mut cx, spec, &lm.base_dir);
+    let mut mounts = normalize_mounts(&mut cx, spec, &lm.base_dir);
+    for mount in &mut mounts {
+        if let Mount::Volume { source, .. } = mount {
+            *source = objects::resolve_object(objects, Kind::Volume, &key.namespace, source);
+        }
+    }
     let (restart_policy, max_restarts) = restart(&mut cx, spec);
     let healthcheck = spec.healthcheck.as_ref().and_then(|h| health(&mut cx, h));
     let (memory_bytes, nano_cpus) = resources(&mut cx, spec);
     let files = normalize_files(&mut cx, spec, &lm.base_dir);
     let depends_on = dependencies(&mut cx, spec, &key);
-    let rollout = strategy::normalize_strategy(&mut cx, spec, &ports);
+    let fixed: Vec<&str> = networks
+        .ipv4_address
+        .iter()
+        .chain(networks.extra.iter().flat_map(|n| &n.ipv4_address))
+        .map(String::as_str)
+        .collect();
+    let rollout = strategy::normalize_strategy(&mut cx, spec, &ports, &fixed);
 
     let mut config = ContainerConfig {
         image: String::new(),
@@ -239,7 +249,7 @@ pub fn normalize_container(
         ports,
         mounts,
         network,
-        network_aliases: spec.network_aliases.clone(),
+        network_aliases: networks.aliases,
         restart_policy: restart_policy.to_string(),
         max_restarts,
         healthcheck,
@@ -254,10 +264,17 @@ pub fn normalize_container(
         cap_drop,
         devices,
         secret_env,
+        ipv4_address: networks.ipv4_address,
+        extra_networks: networks.extra,
     };
     if !config.network_aliases.is_empty() && !config.uses_named_network() {
+        let field = if spec.networks.is_empty() {
+            "spec.networkAliases"
+        } else {
+            "spec.networks[0].aliases"
+        };
         cx.err(
-            "spec.networkAliases",
+            field,
             format!(
                 "aliases need a user-defined network; {:?} has none",
                 config.network

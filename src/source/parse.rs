@@ -26,7 +26,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{resource_label, ManifestError, ManifestErrors};
-use crate::api::{Container, ContainerSpec, Image, ImageSpec, API_VERSION};
+use crate::api::{
+    Container, ContainerSpec, Image, ImageSpec, Network, NetworkSpec, Volume, VolumeSpec,
+    API_VERSION,
+};
 use crate::desired::{Kind, Origin, ResourceKey, DEFAULT_NAMESPACE};
 
 /// Most documents one file may hold.
@@ -40,6 +43,9 @@ const MAX_NODES_PER_FILE: usize = 200_000;
 /// Most events alias expansion may replay in one document (no billion laughs).
 const MAX_ALIAS_REPLAY: usize = 10_000;
 
+/// The kinds a manifest may have, as errors list them.
+const KINDS: &str = "Image, Container, Network or Volume";
+
 /// One parsed document, before cross-document checks.
 // Unboxed on purpose: a file holds at most MAX_DOCUMENTS of these, and callers match on the
 // plain API types.
@@ -50,6 +56,10 @@ pub enum Manifest {
     Image(Image),
     /// A `Container` resource.
     Container(Container),
+    /// A `Network` resource.
+    Network(Network),
+    /// A `Volume` resource.
+    Volume(Volume),
 }
 
 impl Manifest {
@@ -58,24 +68,30 @@ impl Manifest {
         match self {
             Manifest::Image(_) => Kind::Image,
             Manifest::Container(_) => Kind::Container,
+            Manifest::Network(_) => Kind::Network,
+            Manifest::Volume(_) => Kind::Volume,
+        }
+    }
+
+    /// The object metadata.
+    pub fn metadata(&self) -> &kube::api::ObjectMeta {
+        match self {
+            Manifest::Image(i) => &i.metadata,
+            Manifest::Container(c) => &c.metadata,
+            Manifest::Network(n) => &n.metadata,
+            Manifest::Volume(v) => &v.metadata,
         }
     }
 
     /// `metadata.name` (always present once parsed).
     pub fn name(&self) -> &str {
-        let meta = match self {
-            Manifest::Image(i) => &i.metadata,
-            Manifest::Container(c) => &c.metadata,
-        };
+        let meta = self.metadata();
         meta.name.as_deref().unwrap_or_default()
     }
 
     /// `metadata.namespace`, `default` when absent.
     pub fn namespace(&self) -> &str {
-        let meta = match self {
-            Manifest::Image(i) => &i.metadata,
-            Manifest::Container(c) => &c.metadata,
-        };
+        let meta = self.metadata();
         meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
     }
 
@@ -418,11 +434,13 @@ fn typed_manifest(value: Value, location: &str) -> Result<Manifest, Vec<Manifest
     let kind = match map.get("kind") {
         Some(Value::String(k)) if k == "Image" => Some(Kind::Image),
         Some(Value::String(k)) if k == "Container" => Some(Kind::Container),
+        Some(Value::String(k)) if k == "Network" => Some(Kind::Network),
+        Some(Value::String(k)) if k == "Volume" => Some(Kind::Volume),
         Some(Value::String(k)) => {
             errors.push(err(
                 None,
                 Some("kind"),
-                format!("unknown kind {k:?}; expected Image or Container"),
+                format!("unknown kind {k:?}; expected {KINDS}"),
             ));
             None
         }
@@ -430,7 +448,7 @@ fn typed_manifest(value: Value, location: &str) -> Result<Manifest, Vec<Manifest
             errors.push(err(
                 None,
                 Some("kind"),
-                format!("expected Image or Container, found {}", describe(other)),
+                format!("expected {KINDS}, found {}", describe(other)),
             ));
             None
         }
@@ -438,7 +456,7 @@ fn typed_manifest(value: Value, location: &str) -> Result<Manifest, Vec<Manifest
             errors.push(err(
                 None,
                 Some("kind"),
-                "missing; expected Image or Container".to_string(),
+                format!("missing; expected {KINDS}"),
             ));
             None
         }
@@ -532,24 +550,29 @@ fn typed_manifest(value: Value, location: &str) -> Result<Manifest, Vec<Manifest
         }
         Some(spec) => Some(spec),
     };
-    let manifest = spec.and_then(|spec| {
-        let typed = match kind {
-            Kind::Image => {
-                serde_path_to_error::deserialize::<_, ImageSpec>(spec).map(TypedSpec::Image)
+    let manifest =
+        spec.and_then(|spec| {
+            let typed =
+                match kind {
+                    Kind::Image => {
+                        serde_path_to_error::deserialize::<_, ImageSpec>(spec).map(TypedSpec::Image)
+                    }
+                    Kind::Container => serde_path_to_error::deserialize::<_, ContainerSpec>(spec)
+                        .map(TypedSpec::Container),
+                    Kind::Network => serde_path_to_error::deserialize::<_, NetworkSpec>(spec)
+                        .map(TypedSpec::Network),
+                    Kind::Volume => serde_path_to_error::deserialize::<_, VolumeSpec>(spec)
+                        .map(TypedSpec::Volume),
+                };
+            match typed {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let (field, message) = path_error("spec", &e);
+                    errors.push(err(res, Some(&field), message));
+                    None
+                }
             }
-            Kind::Container => {
-                serde_path_to_error::deserialize::<_, ContainerSpec>(spec).map(TypedSpec::Container)
-            }
-        };
-        match typed {
-            Ok(t) => Some(t),
-            Err(e) => {
-                let (field, message) = path_error("spec", &e);
-                errors.push(err(res, Some(&field), message));
-                None
-            }
-        }
-    });
+        });
 
     match (metadata, manifest) {
         (Some(meta), Some(spec)) if errors.is_empty() => {
@@ -557,10 +580,14 @@ fn typed_manifest(value: Value, location: &str) -> Result<Manifest, Vec<Manifest
             let mut manifest = match spec {
                 TypedSpec::Image(s) => Manifest::Image(Image::new(&name, s)),
                 TypedSpec::Container(s) => Manifest::Container(Container::new(&name, s)),
+                TypedSpec::Network(s) => Manifest::Network(Network::new(&name, s)),
+                TypedSpec::Volume(s) => Manifest::Volume(Volume::new(&name, s)),
             };
             let object_meta = match &mut manifest {
                 Manifest::Image(i) => &mut i.metadata,
                 Manifest::Container(c) => &mut c.metadata,
+                Manifest::Network(n) => &mut n.metadata,
+                Manifest::Volume(v) => &mut v.metadata,
             };
             object_meta.namespace = Some(
                 meta.namespace
@@ -578,6 +605,8 @@ fn typed_manifest(value: Value, location: &str) -> Result<Manifest, Vec<Manifest
 enum TypedSpec {
     Image(ImageSpec),
     Container(ContainerSpec),
+    Network(NetworkSpec),
+    Volume(VolumeSpec),
 }
 
 /// `(field path, message)` of a deserialisation error below `prefix`.

@@ -12,7 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::normalize::{normalize_container, normalize_image, ImageIndex};
+use super::normalize::{
+    normalize_container, normalize_image, normalize_network, normalize_volume, ImageIndex,
+    ObjectIndex,
+};
 use super::{LoadedManifest, Manifest, ManifestError, ManifestErrors};
 use crate::api::{ContainerSpec, DependencyCondition, RestartPolicy};
 use crate::desired::{DesiredContainer, DesiredImage, DesiredState, ResourceKey};
@@ -47,12 +50,34 @@ pub fn build_desired(manifests: &[LoadedManifest]) -> Result<DesiredState, Manif
         }
     }
 
+    // Networks and volumes first: containers name them.
+    let mut objects = ObjectIndex::new();
+    for lm in &unique {
+        let normalized = match &lm.manifest {
+            Manifest::Network(n) => normalize_network(lm, n).map(|n| {
+                objects.insert(n.key.clone(), n.name.clone());
+                state.networks.insert(n.key.clone(), n);
+            }),
+            Manifest::Volume(v) => normalize_volume(lm, v).map(|v| {
+                objects.insert(v.key.clone(), v.name.clone());
+                state.volumes.insert(v.key.clone(), v);
+            }),
+            _ => Ok(()),
+        };
+        if let Err(mut errs) = normalized {
+            // Still resolvable by name, so its containers report no confusing errors.
+            let key = lm.manifest.key();
+            objects.insert(key.clone(), key.object_name());
+            errors.append(&mut errs);
+        }
+    }
+
     let declared: BTreeSet<ResourceKey> = unique.iter().map(|lm| lm.manifest.key()).collect();
     // Normalised containers with their specs, in declaration order.
     let mut containers: Vec<(&LoadedManifest, &ContainerSpec, DesiredContainer)> = Vec::new();
     for lm in &unique {
         if let Manifest::Container(container) = &lm.manifest {
-            match normalize_container(lm, container, &images) {
+            match normalize_container(lm, container, &images, &objects) {
                 Ok(desired) => containers.push((lm, &container.spec, desired)),
                 Err(mut errs) => errors.append(&mut errs),
             }

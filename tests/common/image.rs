@@ -134,7 +134,9 @@ pub fn own_layers(dockerfile: &str, tag: &str) -> String {
         out.push_str(line);
         out.push('\n');
         let mut words = line.split_whitespace();
-        if words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) && words.next() == Some(TEST_IMAGE) {
+        if words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
+            && words.next() == Some(TEST_IMAGE)
+        {
             out.push_str(&format!("LABEL dwtest.layers={tag}\n"));
         }
     }

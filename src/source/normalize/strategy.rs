@@ -9,25 +9,36 @@ use crate::desired::{PortBinding, Rollout, DEFAULT_HEALTH_TIMEOUT_SECONDS};
 /// Upper bound of `healthTimeoutSeconds` (a day): beyond that a typo is likelier than intent.
 const MAX_HEALTH_TIMEOUT_SECONDS: u32 = 86_400;
 
-/// Normalises `spec.strategy` given the already normalised `ports`.
+/// Normalises `spec.strategy` given the already normalised `ports` and the fixed network
+/// addresses (`networks[].ipv4Address`).
 ///
-/// The type defaults to `StartFirst`, or to `StopFirst` when a port is published on the host:
-/// the new container could not bind the port while the old one holds it. An explicit
-/// `StartFirst` with a host port is an error rather than silently turned into `StopFirst`:
-/// the user asked for a rollout without downtime, which cannot be had, and should know.
+/// The type defaults to `StartFirst`, or to `StopFirst` when a port is published on the host
+/// or an address is fixed: the new container could not bind the port, or take the address,
+/// while the old one holds it. An explicit `StartFirst` then is an error rather than silently
+/// turned into `StopFirst`: the user asked for a rollout without downtime, which cannot be
+/// had, and should know.
 pub(super) fn normalize_strategy(
     cx: &mut Ctx,
     spec: &ContainerSpec,
     ports: &[PortBinding],
+    fixed_addresses: &[&str],
 ) -> Rollout {
-    let host_port = ports.iter().find_map(|p| p.host_port);
+    let held = ports
+        .iter()
+        .find_map(|p| p.host_port)
+        .map(|port| (format!("host port {port}"), "hostPort"))
+        .or_else(|| {
+            fixed_addresses
+                .first()
+                .map(|ip| (format!("address {ip}"), "ipv4Address"))
+        });
     let given = spec.strategy.as_ref();
-    let strategy = match (given.and_then(|s| s.type_), host_port) {
-        (Some(RolloutStrategyType::StartFirst), Some(port)) => {
+    let strategy = match (given.and_then(|s| s.type_), held) {
+        (Some(RolloutStrategyType::StartFirst), Some((what, field))) => {
             cx.err(
                 "spec.strategy.type",
                 format!(
-                    "StartFirst would start the new container while the old one still holds host port {port}; use StopFirst (the default with a hostPort) or drop the hostPort"
+                    "StartFirst would start the new container while the old one still holds {what}; use StopFirst (the default with a {field}) or drop the {field}"
                 ),
             );
             RolloutStrategyType::StopFirst
