@@ -28,6 +28,8 @@ const POLL: Duration = Duration::from_millis(100);
 struct Agent {
     child: Child,
     addr: SocketAddr,
+    /// The webhook listener, when started with `--git-webhook-listen`.
+    webhook: Option<SocketAddr>,
     logs: Arc<Mutex<Vec<String>>>,
     _state: tempfile::TempDir,
 }
@@ -57,27 +59,40 @@ impl Agent {
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        if v["message"] == "agent endpoints" {
-                            if let Some(addr) = v["listen"].as_str().and_then(|a| a.parse().ok()) {
-                                let _ = tx.send(addr);
-                            }
+                        let which = match v["message"].as_str() {
+                            Some("agent endpoints") => Some(false),
+                            Some("git webhook endpoint") => Some(true),
+                            _ => None,
+                        };
+                        if let (Some(webhook), Some(addr)) = (
+                            which,
+                            v["listen"]
+                                .as_str()
+                                .and_then(|a| a.parse::<SocketAddr>().ok()),
+                        ) {
+                            let _ = tx.send((webhook, addr));
                         }
                     }
                     logs.lock().unwrap().push(line);
                 }
             });
         }
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "the agent never logged its listen address\n{}",
+        let wants_webhook = extra.contains(&"--git-webhook-listen");
+        let (mut addr, mut webhook) = (None, None);
+        while addr.is_none() || (wants_webhook && webhook.is_none()) {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok((true, a)) => webhook = Some(a),
+                Ok((false, a)) => addr = Some(a),
+                Err(_) => panic!(
+                    "the agent never logged its listen addresses\n{}",
                     logs.lock().unwrap().join("\n")
-                )
-            });
+                ),
+            }
+        }
         Agent {
             child,
-            addr,
+            addr: addr.unwrap(),
+            webhook,
             logs,
             _state: state,
         }
@@ -89,6 +104,43 @@ impl Agent {
 
     fn get(&self, path: &str) -> (u16, String) {
         http_get(self.addr, path)
+    }
+
+    /// Sum of a metric's samples on `/metrics`.
+    fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.get("/metrics");
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// `POST /hooks/git` with `headers` and `body`: the status code.
+    fn hook(&self, headers: &[(&str, &str)], body: &str) -> u16 {
+        let addr = self.webhook.expect("started with a webhook");
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut head = format!(
+            "POST /hooks/git HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        write!(stream, "{head}\r\n{body}").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
     }
 
     /// `/state`, once published.
@@ -205,6 +257,23 @@ async fn follows_commits_rejects_broken_ones_prunes_and_follows_force_pushes() {
     assert!(
         metrics.contains(&format!("revision=\"{first}\"")),
         "{metrics}"
+    );
+
+    // No-op polls cost no Docker call.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (calls, fetches) = (
+        agent.metric("dockwright_docker_requests_total"),
+        agent.metric("dockwright_source_fetches_total"),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        agent.metric("dockwright_source_fetches_total") >= fetches + 3.0,
+        "the agent kept polling"
+    );
+    assert_eq!(
+        agent.metric("dockwright_docker_requests_total"),
+        calls,
+        "a poll that finds nothing new makes no Docker call"
     );
 
     // An edit recreates only that container.
@@ -324,6 +393,71 @@ async fn the_server_going_away_disturbs_nothing() {
 }
 
 #[tokio::test]
+async fn a_signed_webhook_fetches_at_once_and_a_bad_one_is_refused() {
+    ensure_test_image().await;
+    let docker = common::docker().await;
+    let owner = TestOwner::new("git-hook");
+    let repo = TestRepo::new();
+    let daemon = GitDaemon::serve(&repo);
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret_file = secret_dir.path().join("secret");
+    std::fs::write(&secret_file, "It's a Secret to Everybody\n").unwrap();
+    let a = unique("gh-a");
+    repo.write("a.yaml", &container(&a, ""));
+    let first = repo.commit("first");
+    let agent = Agent::start(
+        &owner,
+        &daemon.url(),
+        &[
+            "--git-poll",
+            "1h",
+            "--git-webhook-listen",
+            "127.0.0.1:0",
+            "--git-webhook-secret",
+            secret_file.to_str().unwrap(),
+        ],
+    );
+    agent.applied(&first).await;
+    let a1 = agent
+        .eventually("a running", async || running_id(&docker, &a).await)
+        .await;
+    repo.write(
+        "a.yaml",
+        &container(&a, "  env: [{name: MODE, value: hooked}]\n"),
+    );
+    let second = repo.commit("second");
+
+    // GitHub's documented example: this body signed with this secret.
+    let body = "Hello, World!";
+    let good = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    let bad = "sha256=0000000000000000000000000000000000000000000000000000000000000000";
+    assert_eq!(agent.hook(&[("X-Hub-Signature-256", bad)], body), 401);
+    assert_eq!(agent.hook(&[("X-Gitlab-Token", "guess")], body), 401);
+    assert_eq!(agent.hook(&[], body), 401);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        agent.source().unwrap()["appliedRevision"],
+        first.as_str(),
+        "a refused call fetches nothing"
+    );
+    assert_eq!(running_id(&docker, &a).await.as_deref(), Some(a1.as_str()));
+    let (status, _) = agent.get("/hooks/git");
+    assert_eq!(status, 404, "the read-only endpoints stay read-only");
+
+    assert_eq!(agent.hook(&[("X-Hub-Signature-256", good)], body), 202);
+    agent.applied(&second).await;
+    agent
+        .eventually("a recreated without waiting for the poll", async || {
+            running_id(&docker, &a).await.filter(|id| *id != a1)
+        })
+        .await;
+    assert!(
+        agent.log_text().contains(&second),
+        "the log names the commit"
+    );
+}
+
+#[tokio::test]
 async fn a_tag_over_file_url_and_status_output() {
     ensure_test_image().await;
     let docker = common::docker().await;
@@ -358,4 +492,61 @@ async fn a_tag_over_file_url_and_status_output() {
         "{text}"
     );
     assert!(text.contains("ref v1"), "{text}");
+}
+
+/// The follower alone (no Docker): a poll that finds nothing new downloads nothing and
+/// publishes nothing; a broken revision keeps the last good one; a force-push is followed.
+#[test]
+fn the_follower_swaps_only_whole_good_revisions() {
+    use dockwright::source::git::{GitFollower, GitOptions};
+
+    let repo = TestRepo::new();
+    let state = tempfile::tempdir().unwrap();
+    repo.write("m/a.yaml", &container("fa", ""));
+    let first = repo.commit("first");
+    let options = GitOptions {
+        url: repo.file_url(),
+        reference: None,
+        path: "m".into(),
+        poll: Duration::from_secs(60),
+        state_dir: state.path().join("git"),
+        ssh_command: None,
+    };
+    let mut follower = GitFollower::new(options.clone());
+    let snapshot = follower
+        .poll_once()
+        .expect("the first revision is published");
+    assert!(snapshot.complete);
+    assert_eq!(snapshot.desired.containers.len(), 1);
+    assert_eq!(snapshot.revision.as_deref(), Some(first.as_str()));
+    assert!(follower.poll_once().is_none(), "nothing moved");
+
+    // Broken: the snapshot carries the error, the desired state is the same Arc.
+    repo.write("m/b.yaml", "kind: Container\nnot: [valid\n");
+    let broken = repo.commit("broken");
+    let rejected = follower.poll_once().expect("the error is news");
+    assert!(std::sync::Arc::ptr_eq(&rejected.desired, &snapshot.desired));
+    assert!(rejected.complete, "the last good revision is whole");
+    assert!(
+        rejected.errors[0].location.starts_with("m/b.yaml"),
+        "{:?}",
+        rejected.errors
+    );
+    assert!(
+        follower.poll_once().is_none(),
+        "a rejected revision is not retried"
+    );
+    assert!(!state.path().join("git/checkouts").join(&broken).exists());
+
+    // Force-push back to the first commit.
+    repo.force_push(&first);
+    let back = follower.poll_once().expect("back to the first revision");
+    assert!(back.errors.is_empty());
+    assert_eq!(back.revision.as_deref(), Some(first.as_str()));
+
+    // A new follower (a restarted agent) resumes from the applied revision without a poll.
+    let resumed = GitFollower::new(options).snapshot();
+    assert!(resumed.complete);
+    assert_eq!(resumed.revision.as_deref(), Some(first.as_str()));
+    assert_eq!(resumed.desired.containers.len(), 1);
 }
