@@ -43,7 +43,11 @@ impl Agent {
         let mut child = dockwright()
             .args(["-v", "--log-format", "json", "agent", "--git", url])
             .args(["--owner", owner.name(), "--listen", "127.0.0.1:0"])
-            .args(["--git-poll", "300ms"])
+            .args(if extra.contains(&"--git-poll") {
+                &[][..]
+            } else {
+                &["--git-poll", "300ms"][..]
+            })
             .args(extra)
             .env("XDG_STATE_HOME", state.path())
             .env_remove("RUST_LOG")
@@ -307,11 +311,15 @@ async fn follows_commits_rejects_broken_ones_prunes_and_follows_force_pushes() {
         error.contains("apps/a.yaml") && error.contains("nope"),
         "{error}"
     );
-    let state = agent.state().unwrap();
-    assert!(
-        state["manifestErrors"].to_string().contains("nope"),
-        "{state}"
-    );
+    agent
+        .eventually("the error among the agent's manifest errors", async || {
+            let state = agent.state()?;
+            state["manifestErrors"]
+                .to_string()
+                .contains("nope")
+                .then_some(())
+        })
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(running_id(&docker, &a).await.as_deref(), Some(a2.as_str()));
     assert_eq!(

@@ -3,6 +3,7 @@
 //! port, which can be stopped and started again on the same port.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -153,6 +154,9 @@ impl GitDaemon {
             .arg(&self.served)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group: stopping it kills the per-connection children too, which
+            // hold the listening socket (a killed parent alone leaves the port accepting).
+            .process_group(0)
             .spawn()
             .expect("spawn git daemon");
         self.child = Some(child);
@@ -163,9 +167,12 @@ impl GitDaemon {
         }
     }
 
-    /// Stops the daemon (SIGKILL) and waits until the port refuses connections.
+    /// Stops the daemon and its children (SIGKILL to the process group).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .output();
             let _ = child.kill();
             let _ = child.wait();
         }

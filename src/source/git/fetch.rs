@@ -39,7 +39,9 @@ pub enum Polled {
     },
 }
 
-/// The private repository and the one ref it follows.
+/// The private repository and the one ref it follows. Cheap to clone: the follower polls on a
+/// clone in a worker thread, so a server that accepts and never answers cannot stall it.
+#[derive(Clone)]
 pub struct Fetcher {
     repo_dir: PathBuf,
     url: String,

@@ -29,6 +29,10 @@ use crate::source::{ManifestError, ManifestErrors};
 
 /// First retry delay after a failed poll.
 const RETRY_INITIAL: Duration = Duration::from_secs(1);
+/// Longest a poll (ref advertisement and fetch) may take before it counts as failed; the git
+/// transport has no timeouts of its own, and a server that accepts and never answers must not
+/// stall the follower. The stuck worker is abandoned.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What `/state` and `dockwright status` show of the git source (never a credential).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -217,7 +221,7 @@ impl GitFollower {
 
     /// One poll; returns the snapshot to publish when the desired state or its errors changed.
     pub fn poll_once(&mut self) -> Option<DesiredSnapshot> {
-        let polled = self.fetcher.poll();
+        let polled = self.poll_with_timeout();
         let now = SystemTime::now();
         match polled {
             Err(error) => {
@@ -244,6 +248,36 @@ impl GitFollower {
                     Polled::Fetched { commit, .. } => self.take(&commit, now),
                 }
             }
+        }
+    }
+
+    /// [`super::Fetcher::poll`] on a worker thread, bounded by [`FETCH_TIMEOUT`].
+    fn poll_with_timeout(&mut self) -> Result<Polled, super::FetchError> {
+        let mut fetcher = self.fetcher.clone();
+        let (tx, rx) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("git-fetch".into())
+            .spawn(move || {
+                let result = fetcher.poll();
+                let _ = tx.send((fetcher, result));
+            });
+        if let Err(e) = spawned {
+            return Err(super::FetchError {
+                stage: "starting a fetch of",
+                url: self.status.url.clone(),
+                message: e.to_string(),
+            });
+        }
+        match rx.recv_timeout(FETCH_TIMEOUT) {
+            Ok((fetcher, result)) => {
+                self.fetcher = fetcher;
+                result
+            }
+            Err(_) => Err(super::FetchError {
+                stage: "fetching from",
+                url: self.status.url.clone(),
+                message: format!("no answer within {} s", FETCH_TIMEOUT.as_secs()),
+            }),
         }
     }
 
