@@ -8,6 +8,7 @@
 //! no-op poll are checked (0) by `tests/git.rs`.
 
 #[path = "../tests/common/git.rs"]
+#[allow(dead_code)]
 mod git;
 
 use std::process::Command;
