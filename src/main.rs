@@ -92,8 +92,8 @@ struct AgentArgs {
         conflicts_with_all = ["kubernetes", "git"]
     )]
     manifests: Option<PathBuf>,
-    /// Follow a git repository instead of a directory: `git://`, `file://` or `ssh://` (the
-    /// ref is polled; a new revision applies only once all of its manifests parse and validate).
+    /// Follow a git repository instead of a directory: `git://` or `file://` (the ref is
+    /// polled; a new revision applies only once all of its manifests parse and validate).
     #[arg(long, value_name = "URL", conflicts_with = "kubernetes")]
     git: Option<String>,
     /// Branch or tag to follow (default: the remote's HEAD branch).
@@ -560,13 +560,7 @@ async fn start_git(
 ) -> anyhow::Result<dockwright::source::git::GitHandle> {
     use dockwright::source::git::{self, GitFollower, GitOptions};
 
-    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-    if matches!(scheme.as_deref(), Some("http" | "https")) {
-        anyhow::bail!(
-            "--git {}: HTTP(S) repositories are not supported by this build yet; use git://, file:// or ssh://",
-            git::DisplayUrl::new(url)
-        );
-    }
+    git::check_transport(url).map_err(|e| anyhow::anyhow!("--git {e}"))?;
     let path = git::check_path(args.git_path.as_deref().unwrap_or(Path::new("")))
         .map_err(|e| anyhow::anyhow!("--git-path: {e}"))?;
     let state_dir = default_state_dir(&args.owner.owner)
