@@ -18,6 +18,9 @@ export DW_TEST_IMAGE
 
 # Debian packages the tests and examples need (docker-compose: the convert round trip).
 DW_PACKAGES=(busybox-static docker-registry apache2-utils curl docker-compose)
+# git (the GitOps tests run `git daemon` and commit with the CLI), unless one is installed
+# already (from source under /usr/local, say).
+command -v git >/dev/null 2>&1 || DW_PACKAGES+=(git)
 
 dw_log() { printf '==> %s\n' "$*" >&2; }
 dw_die() { printf 'error: %s\n' "$*" >&2; exit 1; }

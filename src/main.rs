@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -68,7 +68,7 @@ enum Command {
     /// Print the logs of a managed container resource (all replicas, prefixed).
     Logs(LogsArgs),
     /// Run continuously: watch a manifest directory and the daemon, keep them converged.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Show what a running agent last saw: phase, replicas, waits and errors per resource.
     Status(StatusArgs),
     /// Remove dangling images this owner built or pulled that no container uses.
@@ -91,10 +91,30 @@ struct AgentArgs {
     /// Directory of manifests to keep converged (watched; edits apply within a second).
     #[arg(
         long,
-        required_unless_present = "kubernetes",
-        conflicts_with = "kubernetes"
+        required_unless_present_any = ["kubernetes", "git"],
+        conflicts_with_all = ["kubernetes", "git"]
     )]
     manifests: Option<PathBuf>,
+    /// Follow a git repository instead of a directory: `git://` or `file://` (the ref is
+    /// polled; a new revision applies only once all of its manifests parse and validate).
+    #[arg(long, value_name = "URL", conflicts_with = "kubernetes")]
+    git: Option<String>,
+    /// Branch or tag to follow (default: the remote's HEAD branch).
+    #[arg(long, value_name = "REF", requires = "git")]
+    git_ref: Option<String>,
+    /// Directory of the manifests inside the repository (default: the root).
+    #[arg(long, value_name = "DIR", requires = "git")]
+    git_path: Option<PathBuf>,
+    /// How often the ref is polled (one ref advertisement; nothing is downloaded unless it moved).
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    git_poll: Duration,
+    /// Serve `POST /hooks/git` here: a call signed with --git-webhook-secret (GitHub, Gitea,
+    /// Forgejo HMAC; GitLab token) fetches at once instead of at the next poll.
+    #[arg(long, value_name = "ADDR", requires_all = ["git", "git_webhook_secret"])]
+    git_webhook_listen: Option<std::net::SocketAddr>,
+    /// File holding the webhook's shared secret.
+    #[arg(long, value_name = "FILE", requires = "git_webhook_listen")]
+    git_webhook_secret: Option<PathBuf>,
     /// Reconcile this node's daemon from the `Container`/`Image` custom resources placed on
     /// it (in-cluster service account, else KUBECONFIG) instead of a manifest directory.
     #[arg(long)]
@@ -314,7 +334,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Get(args) => get(args).await,
         Command::Logs(args) => logs(args).await,
         Command::Convert(args) => convert(args),
-        Command::Agent(args) => agent(args).await,
+        Command::Agent(args) => agent(*args).await,
         Command::Status(args) => status(args).await,
         Command::Prune(args) => prune(args).await,
         Command::Completions { shell } => {
@@ -572,20 +592,37 @@ async fn agent(args: AgentArgs) -> anyhow::Result<u8> {
     if args.kubernetes {
         return kubernetes_agent(args, metrics, state, server, stopped).await;
     }
-    let manifests = args
-        .manifests
-        .as_deref()
-        .context("--manifests or --kubernetes is required")?;
-    let source = match &args.source.source {
-        Some(name) => SourceId::named(name.clone())?,
-        None => SourceId::directory(manifests)?,
+    let (source, source_id) = if let Some(url) = &args.git {
+        let path = args.git_path.as_deref().unwrap_or(Path::new(""));
+        let id = match &args.source.source {
+            Some(name) => SourceId::named(name.clone())?,
+            None => SourceId::git(url, &path.to_string_lossy())?,
+        };
+        let handle = start_git(&args, url, &state, &metrics, stopped(), stopped()).await?;
+        (AgentSource::Git(handle), id)
+    } else {
+        let manifests = args
+            .manifests
+            .as_deref()
+            .context("--manifests, --git or --kubernetes is required")?;
+        let id = match &args.source.source {
+            Some(name) => SourceId::named(name.clone())?,
+            None => SourceId::directory(manifests)?,
+        };
+        let watcher = ManifestDirWatcher::initial_load(manifests)?;
+        for error in &watcher.snapshot().errors {
+            tracing::warn!(%error, "manifest problem; its last good version (if any) stays in effect");
+        }
+        (
+            AgentSource::Dir(watcher.watch(WatchOptions::default())?),
+            id,
+        )
     };
-    tracing::info!(%source, owner = %args.owner.owner, "source");
-    let watcher = ManifestDirWatcher::initial_load(manifests)?;
-    for error in &watcher.snapshot().errors {
-        tracing::warn!(%error, "manifest problem; its last good version (if any) stays in effect");
-    }
-    let handle = watcher.watch(WatchOptions::default())?;
+    tracing::info!(source = %source_id, owner = %args.owner.owner, "source");
+    let desired = match &source {
+        AgentSource::Dir(handle) => handle.subscribe(),
+        AgentSource::Git(handle) => handle.subscribe(),
+    };
     let docker = tokio::select! {
         docker = connect_with_retry() => with_adoptions(docker, &args.owner.owner),
         () = stopped() => return Ok(0),
@@ -595,7 +632,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<u8> {
         metrics.set_docker_request_source(Box::new(move || docker.request_counts()));
     }
     let mut options = AgentOptions::new(args.owner.owner.clone());
-    options.source = source;
+    options.source = source_id;
     options.take_over = args.source.take_over;
     options.record_adoptions = docker.adoptions().is_some();
     if options.take_over {
@@ -611,18 +648,92 @@ async fn agent(args: AgentArgs) -> anyhow::Result<u8> {
     options.credentials = Credentials::docker_config(args.registry.docker_config.as_deref());
     options.image_records =
         default_state_dir(&options.owner).map(|dir| Arc::new(ImageRecords::new(dir)));
-    agent::run(
-        docker,
-        handle.subscribe(),
-        options,
-        metrics,
-        state,
-        stopped(),
-    )
-    .await?;
+    agent::run(docker, desired, options, metrics, state, stopped()).await?;
     let _ = server.await;
-    drop(handle);
+    drop(source);
     Ok(0)
+}
+
+/// Where the agent's desired state comes from (kept alive while the agent runs).
+enum AgentSource {
+    Dir(dockwright::source::watch::WatchHandle),
+    Git(dockwright::source::git::GitHandle),
+}
+
+/// Starts following `--git URL`: resumes the last applied revision, polls once before the
+/// agent starts (so the first pass sees the repository, unless the server is down), and keeps
+/// `/state` and the `dockwright_source_*` metrics in step with the follower's status.
+async fn start_git(
+    args: &AgentArgs,
+    url: &str,
+    state: &dockwright::server::AgentState,
+    metrics: &Arc<dockwright::metrics::Metrics>,
+    stopped: futures::future::BoxFuture<'static, ()>,
+    stopped_webhook: futures::future::BoxFuture<'static, ()>,
+) -> anyhow::Result<dockwright::source::git::GitHandle> {
+    use dockwright::source::git::{self, GitFollower, GitOptions};
+
+    git::check_transport(url).map_err(|e| anyhow::anyhow!("--git {e}"))?;
+    let path = git::check_path(args.git_path.as_deref().unwrap_or(Path::new("")))
+        .map_err(|e| anyhow::anyhow!("--git-path: {e}"))?;
+    let state_dir = default_state_dir(&args.owner.owner)
+        .context("--git needs a state directory: set XDG_STATE_HOME or HOME")?
+        .join("git");
+    let options = GitOptions {
+        url: url.to_string(),
+        reference: args.git_ref.clone(),
+        path,
+        poll: args.git_poll,
+        state_dir,
+        ssh_command: None,
+    };
+    tracing::info!(url = %options.display_url(), reference = options.reference_label(), identity = %options.identity(), "following a git repository");
+    let webhook = match (&args.git_webhook_listen, &args.git_webhook_secret) {
+        (Some(addr), Some(secret)) => {
+            let secret = git::webhook::WebhookSecret::from_file(secret)
+                .map_err(|e| anyhow::anyhow!("--git-webhook-secret {e}"))?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--git-webhook-listen {addr}"))?;
+            Some((listener, secret))
+        }
+        _ => None,
+    };
+    let handle = GitFollower::new(options)
+        .start()
+        .context("starting the git follower thread")?;
+    if let Some((listener, secret)) = webhook {
+        let addr = listener.local_addr().context("webhook listener address")?;
+        tracing::info!(listen = %addr, path = git::webhook::HOOK_PATH, "git webhook endpoint");
+        tokio::spawn(git::webhook::serve(
+            listener,
+            secret,
+            handle.trigger_fn(),
+            stopped_webhook,
+        ));
+    }
+    let mut status = handle.status();
+    {
+        let state = state.clone();
+        let metrics = Arc::clone(metrics);
+        let mut status = handle.status();
+        tokio::spawn(async move {
+            loop {
+                let current = status.borrow_and_update().clone();
+                metrics.sync_source(&current);
+                state.publish_source(&current);
+                if status.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    // The first poll (bounded by the server's answer or a shutdown).
+    tokio::select! {
+        _ = status.wait_for(|s| s.fetches + s.fetch_failures > 0) => {}
+        () = stopped => {}
+    }
+    Ok(handle)
 }
 
 /// `agent --kubernetes`: the same endpoints and metrics, the kube controllers instead of the

@@ -12,6 +12,10 @@
 //! - `dockwright_docker_requests_total` mirrors the Docker adapter's own request counters
 //!   (read at scrape time from a source set with [`Metrics::set_docker_request_source`], or
 //!   pushed with [`Metrics::sync_docker_requests`]), so there is one count, not two.
+//! - The `dockwright_source_*` metrics exist only on an agent that follows a git repository
+//!   (registered by the first [`Metrics::sync_source`]), mirroring its [`GitStatus`] counts.
+//!
+//! [`GitStatus`]: crate::source::git::GitStatus
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -63,6 +67,67 @@ pub struct Metrics {
     /// `(kind, phase)` pairs set by the last [`Metrics::set_resources`] outside the fixed ones.
     extra_phases: Mutex<BTreeSet<(String, String)>>,
     request_source: Mutex<Option<RequestCountSource>>,
+    /// The git source's metrics, registered by the first [`Metrics::sync_source`].
+    source: Mutex<Option<SourceMetrics>>,
+}
+
+/// `dockwright_source_*`: fetches, failures, rejected revisions, the applied revision.
+struct SourceMetrics {
+    fetches: IntCounterVec,
+    rejected: prometheus::IntCounter,
+    last_fetch: prometheus::Gauge,
+    revision: IntGaugeVec,
+    /// Labels of the `revision` series set to 1.
+    revision_labels: Option<[String; 3]>,
+}
+
+impl SourceMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let fetches = IntCounterVec::new(
+            Opts::new(
+                "dockwright_source_fetches_total",
+                "Polls of the git source by result (ok: the server answered; error).",
+            ),
+            &["result"],
+        )?;
+        let rejected = prometheus::IntCounter::new(
+            "dockwright_source_rejected_revisions_total",
+            "Revisions that failed to check out, parse or validate (nothing was changed).",
+        )?;
+        let last_fetch = prometheus::Gauge::new(
+            "dockwright_source_last_successful_fetch_timestamp_seconds",
+            "Unix time of the last poll the git server answered.",
+        )?;
+        let revision = IntGaugeVec::new(
+            Opts::new(
+                "dockwright_source_revision_info",
+                "1 for the revision in effect, labelled with the URL (no credentials), ref and commit.",
+            ),
+            &["url", "ref", "revision"],
+        )?;
+        for result in ["ok", "error"] {
+            fetches.with_label_values(&[result]);
+        }
+        registry.register(Box::new(fetches.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        registry.register(Box::new(last_fetch.clone()))?;
+        registry.register(Box::new(revision.clone()))?;
+        Ok(Self {
+            fetches,
+            rejected,
+            last_fetch,
+            revision,
+            revision_labels: None,
+        })
+    }
+}
+
+/// Raises `counter` to `total` (counters only go up).
+fn raise(counter: &prometheus::IntCounter, total: u64) {
+    let delta = total.saturating_sub(counter.get());
+    if delta > 0 {
+        counter.inc_by(delta);
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -185,6 +250,7 @@ impl Metrics {
             ready,
             extra_phases: Mutex::new(BTreeSet::new()),
             request_source: Mutex::new(None),
+            source: Mutex::new(None),
         })
     }
 
@@ -304,6 +370,50 @@ impl Metrics {
             if delta > 0 {
                 counter.inc_by(delta);
             }
+        }
+    }
+
+    /// Brings the `dockwright_source_*` metrics in line with the git source's status.
+    pub fn sync_source(&self, status: &crate::source::git::GitStatus) {
+        let mut guard = self.source.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            match SourceMetrics::register(&self.registry) {
+                Ok(m) => *guard = Some(m),
+                Err(error) => {
+                    tracing::warn!(%error, "registering the source metrics");
+                    return;
+                }
+            }
+        }
+        let Some(m) = guard.as_mut() else {
+            return;
+        };
+        raise(&m.fetches.with_label_values(&["ok"]), status.fetches);
+        raise(
+            &m.fetches.with_label_values(&["error"]),
+            status.fetch_failures,
+        );
+        raise(&m.rejected, status.rejected_revisions);
+        if let Some(t) = status.last_fetch_unix {
+            m.last_fetch.set(t);
+        }
+        let labels = status.applied_revision.as_ref().map(|revision| {
+            [
+                status.url.clone(),
+                status.reference.clone(),
+                revision.clone(),
+            ]
+        });
+        if labels != m.revision_labels {
+            if let Some(old) = &m.revision_labels {
+                let old: Vec<&str> = old.iter().map(String::as_str).collect();
+                let _ = m.revision.remove_label_values(&old);
+            }
+            if let Some(new) = &labels {
+                let new: Vec<&str> = new.iter().map(String::as_str).collect();
+                m.revision.with_label_values(&new).set(1);
+            }
+            m.revision_labels = labels;
         }
     }
 

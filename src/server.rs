@@ -67,6 +67,15 @@ struct Inner {
     ready: AtomicBool,
     /// The last published state, already serialised.
     state: RwLock<Option<Bytes>>,
+    /// The last published state and source status, as JSON values (to compose `state`).
+    parts: RwLock<Parts>,
+}
+
+/// What `/state` is composed of: the agent's status, with the source's status under `source`.
+#[derive(Debug, Default)]
+struct Parts {
+    state: Option<serde_json::Value>,
+    source: Option<serde_json::Value>,
 }
 
 impl AgentState {
@@ -77,6 +86,7 @@ impl AgentState {
                 metrics,
                 ready: AtomicBool::new(false),
                 state: RwLock::new(None),
+                parts: RwLock::new(Parts::default()),
             }),
         }
     }
@@ -102,15 +112,46 @@ impl AgentState {
     /// A value that cannot be serialised (a map with non-string keys) is logged and the
     /// previous state kept.
     pub fn publish_state<T: Serialize + ?Sized>(&self, state: &T) {
-        match serde_json::to_vec_pretty(state) {
+        match serde_json::to_value(state) {
+            Ok(value) => {
+                let mut parts = self.inner.parts.write().unwrap_or_else(|e| e.into_inner());
+                parts.state = Some(value);
+                self.render(&parts);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "agent state not serialisable; /state keeps the previous one")
+            }
+        }
+    }
+
+    /// Replaces the source's status shown under `source` in `/state` (the git source's
+    /// revisions and fetches). Shown from the agent's first published state on.
+    pub fn publish_source<T: Serialize + ?Sized>(&self, source: &T) {
+        match serde_json::to_value(source) {
+            Ok(value) => {
+                let mut parts = self.inner.parts.write().unwrap_or_else(|e| e.into_inner());
+                parts.source = Some(value);
+                self.render(&parts);
+            }
+            Err(e) => tracing::warn!(error = %e, "source status not serialisable"),
+        }
+    }
+
+    fn render(&self, parts: &Parts) {
+        let Some(state) = &parts.state else {
+            return;
+        };
+        let mut state = state.clone();
+        if let (Some(source), Some(map)) = (&parts.source, state.as_object_mut()) {
+            map.insert("source".into(), source.clone());
+        }
+        match serde_json::to_vec_pretty(&state) {
             Ok(mut json) => {
                 json.push(b'\n');
                 *self.inner.state.write().unwrap_or_else(|e| e.into_inner()) =
                     Some(Bytes::from(json));
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "agent state not serialisable; /state keeps the previous one")
-            }
+            Err(e) => tracing::warn!(error = %e, "agent state not serialisable"),
         }
     }
 

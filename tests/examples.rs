@@ -34,6 +34,7 @@ const EXAMPLES: &[&str] = &[
     "registry",
     "rolling-update",
     "secrets",
+    "gitops",
 ];
 
 fn examples_dir() -> PathBuf {
@@ -706,4 +707,51 @@ fn secrets_reach_the_process_and_nothing_else() {
         "a keyed digest instead: {labels}"
     );
     run.delete(&dir);
+}
+
+#[test]
+fn gitops_follows_the_web_hosts_directory() {
+    use common::git::git;
+
+    let run = Run::new("gitops");
+    let repo = copy_example("gitops");
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "first"]);
+    let url = format!("file://{}", repo.path().display());
+    let mut agent = dockwright()
+        .args(["agent", "--git", &url, "--git-path", "hosts/web"])
+        .args(["--git-poll", "500ms", "--listen", "127.0.0.1:0"])
+        .args(["--owner", run.owner.name()])
+        .env("XDG_STATE_HOME", run.state.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let page = fetch("127.0.0.1:18087", "/");
+    assert_eq!(
+        page,
+        read(&example("gitops").join("hosts/web/site/index.html"))
+    );
+    // Only the web host's directory is followed.
+    assert!(docker_cli(&["inspect", "gitops-db"]).status.code() != Some(0));
+
+    std::fs::write(
+        repo.path().join("hosts/web/site/index.html"),
+        "<h1>second commit</h1>\n",
+    )
+    .unwrap();
+    git(repo.path(), &["commit", "-q", "-am", "second"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if matches!(http_get("127.0.0.1:18087", "/"), Ok((200, body)) if body.contains("second commit"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second commit never served");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    run.delete(&example("gitops").join("hosts/web"));
 }

@@ -395,6 +395,7 @@ impl Loop {
             !self.in_flight.contains_key(k) && !self.backoffs.waiting(k, now)
         });
         let groups = plan::independent_groups(&runnable);
+        log_changes(&groups, input.revision.as_deref());
         let first_pass = self.first_pass_groups.is_none();
         let dispatched = groups.iter().filter(|g| !g.actions.is_empty()).count();
         if first_pass {
@@ -529,6 +530,27 @@ fn drift_reason(reason: &Reason) -> Option<&'static str> {
         Reason::Duplicate => Some("duplicate"),
         Reason::ImageMissing => Some("image-missing"),
         _ => None,
+    }
+}
+
+/// Logs, once per resource, why a change is made and from which source revision: the
+/// fields that changed (old → new, secrets redacted by the planner) or the removal.
+fn log_changes(groups: &[plan::Plan], revision: Option<&str>) {
+    let mut seen = BTreeSet::new();
+    for action in groups.iter().flat_map(|g| &g.actions) {
+        if !matches!(action.reason, Reason::SpecChanged { .. } | Reason::Pruned) {
+            continue;
+        }
+        if seen.insert(&action.resource) {
+            match revision {
+                Some(revision) => {
+                    tracing::info!(resource = %action.resource, %revision, reason = %action.reason, "change planned")
+                }
+                None => {
+                    tracing::info!(resource = %action.resource, reason = %action.reason, "change planned")
+                }
+            }
+        }
     }
 }
 

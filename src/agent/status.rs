@@ -24,6 +24,9 @@ pub struct AgentStatus {
     /// Manifest problems in effect (last good versions are used meanwhile).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub manifest_errors: Vec<String>,
+    /// The git source's revisions and fetches (`agent --git`; added by the server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::source::git::GitStatus>,
 }
 
 /// One resource as the agent last saw it.
@@ -152,5 +155,6 @@ pub(super) fn build(
         passes,
         resources,
         manifest_errors: manifest_errors.iter().map(ToString::to_string).collect(),
+        source: None,
     }
 }

@@ -198,8 +198,43 @@ pub fn render_status(
             for e in &status.manifest_errors {
                 let _ = writeln!(out, "manifest error: {e}");
             }
+            if let Some(git) = &status.source {
+                render_git(&mut out, git);
+            }
             Ok(out)
         }
+    }
+}
+
+/// The git source's lines of `dockwright status`: what is applied, what was tried, the fetch.
+fn render_git(out: &mut String, git: &crate::source::git::GitStatus) {
+    let path = if git.path.is_empty() {
+        String::new()
+    } else {
+        format!(" path {}", git.path)
+    };
+    let _ = writeln!(out, "source: git {} ref {}{path}", git.url, git.reference);
+    let applied = git.applied_revision.as_deref().unwrap_or("none yet");
+    match &git.applied_at {
+        Some(at) => {
+            let _ = writeln!(out, "  applied revision:   {applied} (at {at})");
+        }
+        None => {
+            let _ = writeln!(out, "  applied revision:   {applied}");
+        }
+    }
+    if let Some(attempted) = &git.attempted_revision {
+        let error = git.attempted_error.as_deref().unwrap_or("");
+        let _ = writeln!(out, "  attempted revision: {attempted} rejected: {error}");
+    }
+    let last = git.last_fetch.as_deref().unwrap_or("never");
+    let _ = writeln!(
+        out,
+        "  last fetch:         {last} ({} ok, {} failed)",
+        git.fetches, git.fetch_failures
+    );
+    if let Some(error) = &git.fetch_error {
+        let _ = writeln!(out, "  fetch error:        {error}");
     }
 }
 
@@ -317,6 +352,7 @@ mod tests {
                 },
             ],
             manifest_errors: Vec::new(),
+            source: None,
         };
         let table = render_status(&status, GetFormat::Table).unwrap();
         assert!(

@@ -7,6 +7,7 @@
 use std::fmt;
 
 pub mod files;
+pub mod git;
 pub mod identity;
 pub mod normalize;
 pub mod parse;

@@ -59,6 +59,9 @@ pub struct DesiredSnapshot {
     pub complete: bool,
     /// Publication counter: 1 for the initial load, +1 for each snapshot published since.
     pub generation: u64,
+    /// The source revision `desired` comes from (the git source's applied commit), named in
+    /// the agent's logs of the changes it makes; `None` for a directory.
+    pub revision: Option<Arc<str>>,
 }
 
 /// Watcher timing.
@@ -189,6 +192,7 @@ impl ManifestDirWatcher {
                 errors: Vec::new(),
                 complete: false,
                 generation: 0,
+                revision: None,
             },
         };
         watcher.apply(Batch {
@@ -416,6 +420,7 @@ impl ManifestDirWatcher {
             errors,
             complete: self.desired_complete && self.all_known(),
             generation: self.published.generation,
+            revision: None,
         }
     }
 

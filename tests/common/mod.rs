@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod fleet;
+pub mod git;
 mod image;
 mod owner;
 mod proxy;

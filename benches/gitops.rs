@@ -1,0 +1,116 @@
+//! GitOps fetch benchmark (issue 12), against a real `git daemon` on loopback: (a) a no-op
+//! poll (the ref did not move: one connection, the ref advertisement, nothing downloaded) and
+//! (b) the first fetch + checkout of a repository of `DW_BENCH_GIT_FILES` files (10 000) beside
+//! `git clone --depth 1` of the same repository. Prints a table; not a timed test.
+//!
+//! Run: `cargo bench --bench gitops`. `DW_BENCH_GIT_TRIALS` (5) sets the trials of (b),
+//! `DW_BENCH_GIT_POLLS` (50) those of (a). No Docker involved: the agent's Docker calls on a
+//! no-op poll are checked (0) by `tests/git.rs`.
+
+#[path = "../tests/common/git.rs"]
+#[allow(dead_code)]
+mod git;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dockwright::source::git::{checkout, Fetcher, Polled};
+use git::{GitDaemon, TestRepo};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let files = env_or("DW_BENCH_GIT_FILES", 10_000);
+    let trials = env_or("DW_BENCH_GIT_TRIALS", 5).max(1);
+    let polls = env_or("DW_BENCH_GIT_POLLS", 50).max(1);
+
+    let repo = TestRepo::new();
+    for i in 0..files {
+        repo.write(
+            &format!("d{:03}/f{i:05}.yaml", i / 100),
+            &format!("# file {i}\nkey: value-{i}\n"),
+        );
+    }
+    let commit = repo.commit("many files");
+    let daemon = GitDaemon::serve(&repo);
+    let url = daemon.url();
+
+    // (b) first fetch + checkout vs git clone --depth 1.
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..trials {
+        let dir = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let mut fetcher = Fetcher::new(dir.path().join("repo.git"), &url, None);
+        let polled = fetcher.poll().expect("fetch");
+        let Polled::Fetched { commit: got, .. } = polled else {
+            panic!("the first poll fetches")
+        };
+        assert_eq!(got, commit);
+        let written =
+            checkout::write_commit(fetcher.repo_dir(), &got, &dir.path().join("checkout"))
+                .expect("checkout");
+        ours.push(started.elapsed());
+        assert_eq!(written, files);
+
+        let dir = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let out = Command::new("git")
+            .args(["clone", "-q", "--depth", "1", &url])
+            .arg(dir.path().join("clone"))
+            .output()
+            .unwrap();
+        theirs.push(started.elapsed());
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    // (a) no-op polls.
+    let dir = tempfile::tempdir().unwrap();
+    let mut fetcher = Fetcher::new(dir.path().join("repo.git"), &url, None);
+    assert!(matches!(fetcher.poll(), Ok(Polled::Fetched { .. })));
+    let mut noop = Vec::new();
+    for _ in 0..polls {
+        let started = Instant::now();
+        assert_eq!(fetcher.poll().expect("poll"), Polled::Unchanged);
+        noop.push(started.elapsed());
+    }
+    let mut ls_remote = Vec::new();
+    for _ in 0..polls.min(20) {
+        let started = Instant::now();
+        let out = Command::new("git")
+            .args(["ls-remote", &url, "HEAD"])
+            .output()
+            .unwrap();
+        ls_remote.push(started.elapsed());
+        assert!(out.status.success());
+    }
+
+    let (o, t) = (median(ours), median(theirs));
+    println!("| measure | dockwright (gix) | git CLI |");
+    println!("|---|---|---|");
+    println!(
+        "| first fetch + checkout, {files} files (median of {trials}) | {} | {} (`git clone --depth 1`); ratio {:.2}× |",
+        ms(o),
+        ms(t),
+        o.as_secs_f64() / t.as_secs_f64()
+    );
+    println!(
+        "| no-op poll (median of {polls}) | {} | {} (`git ls-remote`) |",
+        ms(median(noop)),
+        ms(median(ls_remote))
+    );
+}

@@ -1,0 +1,162 @@
+//! The git source (`dockwright agent --git URL`): follows one ref of a repository and feeds
+//! the agent the same [`DesiredSnapshot`]s as the directory watcher, so the engine, ownership,
+//! policy, endpoints and metrics are the directory agent's.
+//!
+//! - [`fetch`] asks the server where the ref points (one ref advertisement per poll) and only
+//!   when it moved fetches that one commit shallowly into a private bare repository under the
+//!   agent's state directory (`$XDG_STATE_HOME/dockwright/<owner>/git/`).
+//! - [`checkout`] writes the commit's tree into `git/checkouts/<commit>`.
+//! - [`follow`] loads the manifests under `--git-path` of that checkout as one whole: a
+//!   revision that fails to fetch, check out, parse or validate changes nothing, and the last
+//!   good revision stays in effect. It publishes the new desired state only then (that is the
+//!   swap), and reports the applied and attempted revisions in a [`GitStatus`].
+//! - [`webhook`] serves `POST /hooks/git`: a verified call makes the follower poll at once.
+//!
+//! [`DesiredSnapshot`]: crate::source::watch::DesiredSnapshot
+
+pub mod checkout;
+pub mod fetch;
+pub mod follow;
+pub mod url;
+pub mod webhook;
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+pub use fetch::{FetchError, Fetcher, Polled};
+pub use follow::{GitFollower, GitHandle, GitStatus};
+pub use url::DisplayUrl;
+
+/// What to follow and where to keep it.
+#[derive(Clone, Debug)]
+pub struct GitOptions {
+    /// The repository URL as given (may carry credentials for `ssh://`; never shown as is).
+    pub url: String,
+    /// Branch or tag; `None`: the remote's HEAD branch.
+    pub reference: Option<String>,
+    /// Directory of the manifests inside the repository (relative; empty: the root).
+    pub path: PathBuf,
+    /// How often the ref is polled.
+    pub poll: Duration,
+    /// The git state directory (`<agent state dir>/git`).
+    pub state_dir: PathBuf,
+    /// `core.sshCommand` for SSH URLs, if any.
+    pub ssh_command: Option<String>,
+}
+
+impl GitOptions {
+    /// The URL with credentials stripped, as logs, `/state` and metrics show it.
+    pub fn display_url(&self) -> DisplayUrl {
+        DisplayUrl::new(&self.url)
+    }
+
+    /// The ref as reported: the one given, else `HEAD` (the remote's default branch).
+    pub fn reference_label(&self) -> &str {
+        self.reference.as_deref().unwrap_or("HEAD")
+    }
+
+    /// The source identity of everything this source declares (the `dockwright.dev/source`
+    /// label): `git:<url without credentials>#<path>`, see
+    /// [`SourceId::git`](crate::source::identity::SourceId::git). Two agents following
+    /// different directories of one repository have different identities.
+    pub fn identity(&self) -> String {
+        source_identity(&self.url, &self.path)
+    }
+}
+
+/// See [`GitOptions::identity`].
+pub fn source_identity(url: &str, path: &Path) -> String {
+    let path = path.to_string_lossy();
+    let path = if path == "." { "" } else { path.as_ref() };
+    match crate::source::identity::SourceId::git(url, path) {
+        Ok(id) => id.to_string(),
+        // Only an overlong or control-character URL: still never show its credentials.
+        Err(_) => format!("git:{}#{path}", DisplayUrl::new(url)),
+    }
+}
+
+/// Checks that this build can fetch `url`: `git://`, `file://` or a local path. HTTP(S) and
+/// SSH (with its required pinned `known_hosts`) are refused with a clear message until they
+/// are supported, rather than half-supported (an SSH fetch through the user's own ssh
+/// configuration would not pin the host key).
+pub fn check_transport(url: &str) -> Result<(), String> {
+    let shown = DisplayUrl::new(url);
+    let scheme = match url.split_once("://") {
+        Some((scheme, _)) => scheme.to_ascii_lowercase(),
+        None => {
+            // scp-like `user@host:path` (or `host:path`) is SSH; a path is local.
+            let before_slash = url.split('/').next().unwrap_or("");
+            if before_slash.contains(':') {
+                "ssh".into()
+            } else {
+                "file".into()
+            }
+        }
+    };
+    match scheme.as_str() {
+        "git" | "file" => Ok(()),
+        "http" | "https" | "ssh" | "git+ssh" | "ssh+git" => Err(format!(
+            "{shown}: {scheme} repositories are not supported by this build yet; use git:// or file://"
+        )),
+        other => Err(format!("{shown}: unknown transport {other:?}; use git:// or file://")),
+    }
+}
+
+/// Checks `--git-path`: relative, no `..`; returns it normalised (no `.` components).
+pub fn check_path(path: &Path) -> Result<PathBuf, String> {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("must not contain `..`".into()),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err("must be relative to the repository root".into())
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_the_stripped_url_and_the_path() {
+        assert_eq!(
+            source_identity("https://u:t@example.com/org/ops.git", Path::new("")),
+            "git:https://example.com/org/ops.git#"
+        );
+        assert_eq!(
+            source_identity("git://127.0.0.1/ops.git", Path::new("hosts/web/")),
+            "git:git://127.0.0.1/ops.git#hosts/web"
+        );
+    }
+
+    #[test]
+    fn only_supported_transports_are_accepted() {
+        for ok in ["git://h/r.git", "file:///srv/r.git", "/srv/r.git", "./r"] {
+            assert!(check_transport(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "https://u:tok@h/r.git",
+            "ssh://git@h/r.git",
+            "git@github.com:org/r.git",
+            "ftp://h/r",
+        ] {
+            let e = check_transport(refused).unwrap_err();
+            assert!(!e.contains("tok"), "no credentials in {e}");
+        }
+    }
+
+    #[test]
+    fn the_manifest_path_stays_inside_the_repository() {
+        assert_eq!(
+            check_path(Path::new("./hosts/web")).unwrap(),
+            Path::new("hosts/web")
+        );
+        assert!(check_path(Path::new("../x")).is_err());
+        assert!(check_path(Path::new("/etc")).is_err());
+    }
+}
