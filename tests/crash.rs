@@ -8,6 +8,13 @@
 //! replica, no orphans, files in place, every `Image` resolved to the one right image with its
 //! containers on it — and the unmanaged neighbours untouched.
 //!
+//! A second source of the same owner shares the daemon throughout: a few containers (one
+//! member on an `Image` it builds, one with files, a one-shot), a volume and a network,
+//! applied once from a directory of their own before the campaigns. After every trial, every
+//! one of its objects must still be there with the same ID and state: the killed applies —
+//! pruning ones too — and `dockwright prune` never touch another source's objects. The
+//! summary lines count the objects of the other source touched (must be 0).
+//!
 //! Every killed apply talks to the daemon through the counting proxy, which tells how many
 //! pulls (`POST /images/create`) and builds (`POST /build`) the daemon had not finished
 //! answering at the kill: the summary lines count the kills that hit one.
@@ -27,7 +34,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -98,6 +105,114 @@ impl Env<'_> {
             cmd.arg("--prune");
         }
         cmd
+    }
+}
+
+/// Another source of the same owner on the daemon (its directory's default source): the
+/// crashing source must never touch any of its objects.
+struct OtherSource {
+    /// The source label of its objects: the directory's canonical path.
+    source: String,
+    owner: String,
+    /// Its built image's reference.
+    image: String,
+    volume: String,
+    network: String,
+    /// Its objects as first converged: description → identity (ID, state).
+    before: BTreeMap<String, String>,
+}
+
+impl OtherSource {
+    /// Applies `fleet` (one `Image` resource, built) from `dir` to completion, checks that it
+    /// converged and notes what it created.
+    async fn create(env: &Env<'_>, fleet: &Fleet, dir: &Path) -> Self {
+        fleet.write(dir);
+        let out = run(&mut env.dockwright(&["apply", "-f", dir.to_str().unwrap()]));
+        assert!(out.success(), "the other source's apply failed: {out}");
+        let d = docker().await;
+        // Also waits for its one-shot to exit: its state is final from here on.
+        let verdict = verify(&d, env.owner.name(), fleet, dir).await;
+        assert!(
+            verdict.problems.is_empty(),
+            "the other source: {:#?}",
+            verdict.problems
+        );
+        let mut other = Self {
+            source: dir.canonicalize().unwrap().to_string_lossy().into_owned(),
+            owner: env.owner.name().to_string(),
+            image: fleet.images[0].reference(),
+            volume: fleet.volume.clone(),
+            network: fleet.network.clone(),
+            before: BTreeMap::new(),
+        };
+        other.before = other.snapshot(&d).await;
+        let containers = other
+            .before
+            .keys()
+            .filter(|k| k.starts_with("container "))
+            .count();
+        assert_eq!(containers, fleet.containers(), "{:#?}", other.before);
+        other
+    }
+
+    /// Whether `s` is one of its containers.
+    fn owns(&self, s: &common::fleet::Seen) -> bool {
+        s.labels.get(dockwright::labels::SOURCE) == Some(&self.source)
+    }
+
+    /// Its objects now: containers carrying its source label (ID and state), its image (ID),
+    /// volume (creation time) and network (ID).
+    async fn snapshot(&self, d: &bollard::Docker) -> BTreeMap<String, String> {
+        let mut now: BTreeMap<String, String> = owned(d, &self.owner)
+            .await
+            .into_iter()
+            .filter(|s| self.owns(s))
+            .map(|s| {
+                (
+                    format!("container {}", s.name),
+                    format!("{} {}", s.id, s.state),
+                )
+            })
+            .collect();
+        let missing = || "missing".to_string();
+        let image = d.inspect_image(&self.image).await.ok().and_then(|i| i.id);
+        now.insert(
+            format!("image {}", self.image),
+            image.unwrap_or_else(missing),
+        );
+        let volume = d.inspect_volume(&self.volume).await.ok().map(|v| {
+            v.created_at
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "created".to_string())
+        });
+        now.insert(
+            format!("volume {}", self.volume),
+            volume.unwrap_or_else(missing),
+        );
+        let network = d
+            .inspect_network(&self.network, None)
+            .await
+            .ok()
+            .and_then(|n| n.id);
+        now.insert(
+            format!("network {}", self.network),
+            network.unwrap_or_else(missing),
+        );
+        now
+    }
+
+    /// Its objects that changed since they were created: gone, replaced, in another state,
+    /// or new.
+    async fn touched(&self, d: &bollard::Docker) -> Vec<String> {
+        let now = self.snapshot(d).await;
+        self.before
+            .keys()
+            .chain(now.keys())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|k| self.before.get(*k) != now.get(*k))
+            .map(|k| format!("{k}: {:?} -> {:?}", self.before.get(k), now.get(k)))
+            .collect()
     }
 }
 
@@ -193,13 +308,15 @@ struct Plan<'a> {
 /// One campaign: applies until `kills_wanted` of them were killed (at most three times as
 /// many trials), each killed at a random point within the window, trial `i` applying
 /// `state(i)`, with safety checks after each kill; then an apply of `state(trials)` to
-/// completion and the full verification. Returns the final state too.
+/// completion and the full verification. Returns the final state too, and the objects of
+/// `other` touched (checked after every trial as well).
 async fn campaign(
     plan: &Plan<'_>,
     rng: &mut Rng,
     env: &Env<'_>,
     neighbours: &Neighbours,
-) -> (Campaign, Verdict, Fleet) {
+    other: &OtherSource,
+) -> (Campaign, Verdict, Fleet, Vec<String>) {
     let d = docker().await;
     let name = plan.name;
     let mut c = Campaign {
@@ -257,7 +374,11 @@ async fn campaign(
         // build's labels (a `LABEL` step each) it carries some of ours — the build hash, the
         // owner, maybe the `Image` resource, never a spec hash — and removes it when the step
         // ends or the build is cancelled. `verify` finds none left after the final apply.
+        // The other source's containers are checked below, against what they were.
         for s in owned(&d, env.owner.name()).await {
+            if other.owns(&s) {
+                continue;
+            }
             let build_step = s.labels.contains_key(dockwright::labels::BUILD_HASH)
                 && !s.labels.contains_key(dockwright::labels::SPEC_HASH)
                 && s.labels
@@ -283,6 +404,11 @@ async fn campaign(
             let out = run(&mut env.dockwright(&["prune"]));
             assert!(out.success(), "{name} trial {trial}: prune: {out}");
         }
+        let touched = other.touched(&d).await;
+        assert!(
+            touched.is_empty(),
+            "{name} trial {trial}: touched objects of the other source {touched:?}"
+        );
     }
     let fleet = plan.last.cloned().unwrap_or_else(|| (plan.state)(c.trials));
     fleet.write(env.dir);
@@ -291,13 +417,15 @@ async fn campaign(
     eprintln!("{name}: final apply took {:?}", started.elapsed());
     assert!(finish.success(), "{name}: the final apply failed: {finish}");
     let verdict = verify(&d, env.owner.name(), &fleet, env.dir).await;
-    (c, verdict, fleet)
+    let other_touched = other.touched(&d).await;
+    (c, verdict, fleet, other_touched)
 }
 
-fn report(c: &Campaign, v: &Verdict, neighbours: &Neighbours) -> usize {
+fn report(c: &Campaign, v: &Verdict, neighbours: &Neighbours, other_touched: &[String]) -> usize {
     let touched = neighbours.touched().len();
     println!(
-        "campaign {}: trials {}, faults injected {}, resources converged {}, objects lost {}, unmanaged objects touched {} \
+        "campaign {}: trials {}, faults injected {}, resources converged {}, objects lost {}, unmanaged objects touched {}, \
+         other source touched {} \
          (containers {}, images {}; kills during pulls {}, during builds {}; prunable images left {}, build-cache images {})",
         c.name,
         c.trials,
@@ -305,6 +433,7 @@ fn report(c: &Campaign, v: &Verdict, neighbours: &Neighbours) -> usize {
         v.converged + v.images_converged,
         v.lost,
         touched,
+        other_touched.len(),
         v.converged,
         v.images_converged,
         c.during_pulls,
@@ -319,6 +448,11 @@ fn report(c: &Campaign, v: &Verdict, neighbours: &Neighbours) -> usize {
         v.problems
     );
     assert_eq!(touched, 0);
+    assert!(
+        other_touched.is_empty(),
+        "campaign {}: touched objects of the other source {other_touched:#?}",
+        c.name
+    );
     c.kills
 }
 
@@ -347,17 +481,23 @@ async fn sigkill_at_random_points_converges_to_exactly_the_desired_state() {
         state: state.path(),
     };
     let neighbours = Neighbours::create(&created);
+    // The other source of the same owner: 9 containers (a one-shot, four with files, three
+    // replicas on the volume and the built image, one on the network and the image).
+    let other_fleet = Fleet::new(&unique("crash-other"), 9).with_images(1, 0);
+    let _other_images = FleetImages::new(&other_fleet);
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = OtherSource::create(&env, &other_fleet, other_dir.path()).await;
     let mut kills = 0;
     let (mut during_pulls, mut during_builds) = (0, 0);
-    let mut tally = |c: &Campaign, v: &Verdict| {
+    let mut tally = |c: &Campaign, v: &Verdict, other_touched: &[String]| {
         during_pulls += c.during_pulls;
         during_builds += c.during_builds;
-        kills += report(c, v, &neighbours);
+        kills += report(c, v, &neighbours, other_touched);
     };
 
     // 1. From nothing: builds and pulls, creates (some with files), starts, a one-shot, the
     //    volume and network. The first kills land in the image phase.
-    let (c, v, created) = campaign(
+    let (c, v, created, o) = campaign(
         &Plan {
             name: "crash-create",
             state: &|_| created.clone(),
@@ -372,9 +512,10 @@ async fn sigkill_at_random_points_converges_to_exactly_the_desired_state() {
         &mut rng,
         &env,
         &neighbours,
+        &other,
     )
     .await;
-    tally(&c, &v);
+    tally(&c, &v, &o);
 
     // 2. New image content every trial: every build's inputs change (a rebuild with a RUN
     //    step), the registry tag of the pulled images moves between two versions (a pull with
@@ -391,7 +532,7 @@ async fn sigkill_at_random_points_converges_to_exactly_the_desired_state() {
         }
         f
     };
-    let (c, v, imaged) = campaign(
+    let (c, v, imaged, o) = campaign(
         &Plan {
             name: "crash-images",
             state: &revised,
@@ -406,9 +547,10 @@ async fn sigkill_at_random_points_converges_to_exactly_the_desired_state() {
         &mut rng,
         &env,
         &neighbours,
+        &other,
     )
     .await;
-    tally(&c, &v);
+    tally(&c, &v, &o);
     // What is left beyond the declared images is exactly what `dockwright prune` removes.
     let out = run(&mut env.dockwright(&["prune"]));
     assert!(out.success(), "prune: {out}");
@@ -434,7 +576,7 @@ async fn sigkill_at_random_points_converges_to_exactly_the_desired_state() {
             m.revision += 1;
         }
     }
-    let (c, v, changed) = campaign(
+    let (c, v, changed, o) = campaign(
         &Plan {
             name: "crash-recreate",
             state: &|_| changed.clone(),
@@ -449,9 +591,10 @@ async fn sigkill_at_random_points_converges_to_exactly_the_desired_state() {
         &mut rng,
         &env,
         &neighbours,
+        &other,
     )
     .await;
-    tally(&c, &v);
+    tally(&c, &v, &o);
 
     // 4. Scale down (3 → 2 keeps names; 3 → 1 renames replica 0) and prune removed members,
     //    alternating with the way back (scale up, rename back, re-create the pruned).
@@ -473,7 +616,7 @@ async fn sigkill_at_random_points_converges_to_exactly_the_desired_state() {
         .map(|m| m.name.clone())
         .collect();
     shrunk.members.retain(|m| !pruned.contains(&m.name));
-    let (c, v, _) = campaign(
+    let (c, v, _, o) = campaign(
         &Plan {
             name: "crash-scale-down-prune",
             state: &|trial| {
@@ -494,9 +637,10 @@ async fn sigkill_at_random_points_converges_to_exactly_the_desired_state() {
         &mut rng,
         &env,
         &neighbours,
+        &other,
     )
     .await;
-    tally(&c, &v);
+    tally(&c, &v, &o);
 
     println!(
         "crash total: faults injected {kills}, kills during pulls {during_pulls}, during builds {during_builds}"
