@@ -85,6 +85,21 @@ impl Cluster {
         self.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
     }
 
+    /// A merge patch of a `Container`'s spec, as `kubectl patch --type=merge` sends it.
+    fn patch_spec(&self, namespace: &str, name: &str, spec: &str) {
+        let patch = format!(r#"{{"spec":{spec}}}"#);
+        self.kubectl_ok(&[
+            "-n",
+            namespace,
+            "patch",
+            "containers.dockwright.dev",
+            name,
+            "--type=merge",
+            "-p",
+            &patch,
+        ]);
+    }
+
     fn helm(&self, args: &[&str]) -> Run {
         run(Command::new(&self.helm_python)
             .env("KUBECONFIG", &self.kubeconfig)
@@ -400,46 +415,19 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
     );
 
     // Scale up and down.
-    c.kubectl_ok(&[
-        "-n",
-        &apps,
-        "patch",
-        "containers.dockwright.dev",
-        "web",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"replicas":3}}"#,
-    ]);
+    c.patch_spec(&apps, "web", r#"{"replicas":3}"#);
     wait_for("3 replicas of web", 90, || {
         let now = managed(owner.name(), &apps, "web");
         (now.len() == 3 && now.iter().all(|m| m.state == "running")).then_some(())
     });
-    c.kubectl_ok(&[
-        "-n",
-        &apps,
-        "patch",
-        "containers.dockwright.dev",
-        "web",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"replicas":1}}"#,
-    ]);
+    c.patch_spec(&apps, "web", r#"{"replicas":1}"#);
     wait_for("1 replica of web", 90, || {
         let now = managed(owner.name(), &apps, "web");
         (now.len() == 1 && now[0].state == "running").then_some(())
     });
 
     // state: Stopped stops it without removing it.
-    c.kubectl_ok(&[
-        "-n",
-        &apps,
-        "patch",
-        "containers.dockwright.dev",
-        "other",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"state":"Stopped"}}"#,
-    ]);
+    c.patch_spec(&apps, "other", r#"{"state":"Stopped"}"#);
     wait_for("other stopped", 90, || {
         let now = managed(owner.name(), &apps, "other");
         (now.len() == 1 && now[0].state == "exited").then_some(())
@@ -471,7 +459,7 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
                 "-n",
                 &apps,
                 "get",
-                "containers.dockwright.dev",
+                "containers.dockwright.dev,images.dockwright.dev",
                 "with-secret",
             ]),
             &c.node,
@@ -515,6 +503,53 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
     wait_for("private pulled with the Secret and Ready", 120, || {
         ready_entry(
             &c.json(&["-n", &apps, "get", "containers.dockwright.dev", "private"]),
+            &c.node,
+        )
+    });
+
+    // An Image pulled from the open loopback registry, and a Container that names it.
+    let pulled = format!(
+        "{}/dwtest/e2e-pulled:{}",
+        common::registry(),
+        common::unique("t")
+    );
+    for args in [
+        vec!["tag", common::TEST_IMAGE, pulled.as_str()],
+        vec!["push", pulled.as_str()],
+        vec!["rmi", pulled.as_str()],
+    ] {
+        let out = run(Command::new("docker").args(&args));
+        assert!(out.success(), "docker {args:?}: {out}");
+    }
+    c.apply(&format!(
+        "apiVersion: dockwright.dev/v1alpha1\nkind: Image\nmetadata:\n  name: pulled\n  namespace: {apps}\nspec:\n  ref: {pulled}\n  pullPolicy: IfNotPresent\n"
+    ));
+    let image_entry = wait_for("the Image pulled and Ready", 120, || {
+        ready_entry(
+            &c.json(&["-n", &apps, "get", "images.dockwright.dev", "pulled"]),
+            &c.node,
+        )
+    });
+    assert!(
+        image_entry["imageId"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("sha256:")),
+        "{image_entry}"
+    );
+    let _pulled_guard = RemoveImage(pulled.clone());
+    c.apply(
+        &container_yaml(&apps, "uses-image", "")
+            .replace(&format!("image: {}", common::TEST_IMAGE), "image: pulled"),
+    );
+    wait_for("uses-image Ready", 90, || {
+        ready_entry(
+            &c.json(&[
+                "-n",
+                &apps,
+                "get",
+                "containers.dockwright.dev",
+                "uses-image",
+            ]),
             &c.node,
         )
     });
@@ -652,7 +687,7 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
         "-n",
         &apps,
         "delete",
-        "containers.dockwright.dev",
+        "containers.dockwright.dev,images.dockwright.dev",
         "--all",
         "--timeout=120s",
     ]);
@@ -661,6 +696,7 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
         "other",
         "with-secret",
         "private",
+        "uses-image",
         "privileged",
         "placed",
     ] {
@@ -757,7 +793,7 @@ impl Teardown {
             "-n",
             &self.apps,
             "delete",
-            "containers.dockwright.dev",
+            "containers.dockwright.dev,images.dockwright.dev",
             "--all",
             "--timeout=60s",
         ]);
@@ -768,7 +804,7 @@ impl Teardown {
                 "-n",
                 &self.apps,
                 "get",
-                "containers.dockwright.dev",
+                "containers.dockwright.dev,images.dockwright.dev",
                 "-o",
                 "name",
             ])
