@@ -541,8 +541,8 @@ fn default_render_runs_the_agent_safely() {
         .collect();
     assert_eq!(
         host_paths,
-        ["/var/run"],
-        "the socket's directory from the node"
+        ["/var/run", "/var/lib/dockwright"],
+        "the socket's directory and the agent's state directory from the node"
     );
     let sc = c
         .security_context

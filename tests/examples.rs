@@ -324,7 +324,7 @@ fn networks_example_reaches_the_store_over_the_internal_network() {
         ]),
         "10.231.77.10"
     );
-    let again = run.dockwright(&["diff", "-f", dir.to_str().unwrap()]);
+    let again = run.dockwright(&["diff", "-f", dir.to_str().unwrap(), "--source", "example"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
     run.delete(&dir);
 }

@@ -337,6 +337,14 @@ fn examples_parse_as_resources() {
                     serde_json::from_value::<dockwright::api::Image>(doc.clone())
                         .unwrap_or_else(|e| panic!("{where_}: {e}"));
                 }
+                Some("Network") => {
+                    serde_json::from_value::<dockwright::api::Network>(doc.clone())
+                        .unwrap_or_else(|e| panic!("{where_}: {e}"));
+                }
+                Some("Volume") => {
+                    serde_json::from_value::<dockwright::api::Volume>(doc.clone())
+                        .unwrap_or_else(|e| panic!("{where_}: {e}"));
+                }
                 other => panic!("{where_}: unexpected kind {other:?}"),
             }
         }

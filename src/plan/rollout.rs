@@ -320,6 +320,13 @@ pub(super) fn decide<'a>(
             current: c,
             needs_start,
         },
+        // A third revision running without any health state has no check to wait for
+        // (Docker reports `starting` from the first moment for a container with one): it can
+        // prove itself no further, and the desired revision is held, so the fallback goes.
+        Progress::Pending { needs_start: false } if held && c.health.is_none() => {
+            let then = Box::new(decide_plain(Some(c), Some(hash), s, held));
+            Decision::Cleanup { kept, then }
+        }
         // A third revision, still unproven: the kept one stays the fallback.
         Progress::Pending { .. } if held => Decision::Steady(Some(c)),
         Progress::Pending { .. } => Decision::Continue {

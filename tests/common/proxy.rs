@@ -317,6 +317,11 @@ async fn handle(
 
     let policy = shared.policy.lock().expect("proxy policy lock").clone();
     let fault = policy.map_or(Fault::Forward, |p| p(&info));
+    if matches!(fault, Fault::Respond(_) | Fault::RespondWith(..)) {
+        // Read the whole request first, as the daemon does (a build's context, say): an
+        // answer sent while the client still writes makes it see a broken pipe, not the error.
+        let _ = req.body_mut().collect().await;
+    }
     match &fault {
         Fault::Forward | Fault::DropAfter => {}
         Fault::Respond(status) => {
