@@ -23,7 +23,7 @@
 # - kubelet: cgroupfs driver, no swap check, no QoS cgroups, no node-allocatable enforcement,
 #   and image garbage collection off (it shares the daemon with every other test and would
 #   remove every image no pod uses above its disk threshold — the test images included);
-#   eviction thresholds minimal for the same reason. Its pause image is built locally.
+#   no eviction thresholds for the same reason (its eviction manager also removes images). Its pause image is built locally.
 # - no service proxy and no CNI: pods that must reach the API server use hostNetwork and
 #   KUBERNETES_SERVICE_HOST/PORT=127.0.0.1:6443.
 set -euo pipefail
@@ -184,11 +184,10 @@ enforceNodeAllocatable: []
 failSwapOn: false
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-evictionHard:
-  memory.available: "1Mi"
-  nodefs.available: "1%"
-  nodefs.inodesFree: "1%"
-  imagefs.available: "1%"
+# No eviction at all (an empty map, not the defaults): on this daemon's fuse-overlayfs the
+# kubelet saw disk pressure and its eviction manager removed every image no pod used, the
+# test image included, in the middle of a test run.
+evictionHard: {}
 fileCheckFrequency: 5s
 syncFrequency: 10s
 YAML
