@@ -459,7 +459,7 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
                 "-n",
                 &apps,
                 "get",
-                "containers.dockwright.dev,images.dockwright.dev",
+                "containers.dockwright.dev",
                 "with-secret",
             ]),
             &c.node,
