@@ -537,22 +537,6 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
         "{image_entry}"
     );
     let _pulled_guard = RemoveImage(pulled.clone());
-    c.apply(
-        &container_yaml(&apps, "uses-image", "")
-            .replace(&format!("image: {}", common::TEST_IMAGE), "image: pulled"),
-    );
-    wait_for("uses-image Ready", 90, || {
-        ready_entry(
-            &c.json(&[
-                "-n",
-                &apps,
-                "get",
-                "containers.dockwright.dev",
-                "uses-image",
-            ]),
-            &c.node,
-        )
-    });
 
     // The chart's policy (default: the safe one) refuses privileged; nothing is created.
     c.apply(&container_yaml(&apps, "privileged", "  privileged: true\n"));
@@ -696,7 +680,6 @@ fn the_chart_installs_and_its_agent_converges_the_node() {
         "other",
         "with-secret",
         "private",
-        "uses-image",
         "privileged",
         "placed",
     ] {
