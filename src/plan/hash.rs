@@ -55,21 +55,13 @@ pub fn container_labels(
     spec_hash: &str,
     user_labels: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut out: BTreeMap<String, String> = user_labels
-        .iter()
-        .filter(|(k, _)| !k.starts_with(labels::PREFIX))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    out.extend(labels::ownership(owner, source));
-    out.insert(labels::RESOURCE.to_string(), key.to_string());
+    let mut out = object_labels(owner, source, key, spec_json, spec_hash, user_labels);
     out.insert(labels::REPLICA.to_string(), replica.to_string());
-    out.insert(labels::SPEC.to_string(), spec_json.to_string());
-    out.insert(labels::SPEC_HASH.to_string(), spec_hash.to_string());
     out
 }
 
 /// Labels of a network or volume created for a `Network`/`Volume` resource: the user's
-/// (minus any under the reserved prefix) plus owner, resource, spec and spec hash.
+/// (minus any under the reserved prefix) plus owner, source, resource, spec and spec hash.
 pub fn object_labels(
     owner: &str,
     source: &str,
