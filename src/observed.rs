@@ -55,6 +55,20 @@ pub struct ObjectUser {
 }
 
 impl ObservedObject {
+    /// An object as its labels describe it (`label` looks one up by name); `users` unset.
+    pub fn from_labels(id: String, name: String, label: impl Fn(&str) -> Option<String>) -> Self {
+        Self {
+            id,
+            name,
+            resource: label(crate::labels::RESOURCE).and_then(|l| ResourceKey::parse(&l)),
+            spec_hash: label(crate::labels::SPEC_HASH),
+            spec: label(crate::labels::SPEC),
+            reclaim_policy: label(crate::labels::RECLAIM_POLICY),
+            source: label(crate::labels::SOURCE),
+            users: None,
+        }
+    }
+
     /// The users whose owner label is not `owner` (all users when not observed: `None`).
     pub fn foreign_users(&self, owner: &str) -> Option<Vec<&ObjectUser>> {
         self.users.as_ref().map(|users| {

@@ -17,7 +17,7 @@ use bollard::query_parameters::{
 
 use super::errors::{action_error, is_not_found, status_of};
 use super::Docker;
-use crate::desired::{NetworkConfig, NetworkEndpoint, ResourceKey};
+use crate::desired::{NetworkConfig, NetworkEndpoint};
 use crate::execute::{ActionError, ErrorKind};
 use crate::labels;
 use crate::observed::{ObjectUser, ObservedObject};
@@ -97,18 +97,7 @@ impl Docker {
 }
 
 fn object(id: String, name: String, labels: &HashMap<String, String>) -> ObservedObject {
-    ObservedObject {
-        id,
-        name,
-        resource: labels
-            .get(labels::RESOURCE)
-            .and_then(|l| ResourceKey::parse(l)),
-        spec_hash: labels.get(labels::SPEC_HASH).cloned(),
-        spec: labels.get(labels::SPEC).cloned(),
-        reclaim_policy: labels.get(labels::RECLAIM_POLICY).cloned(),
-        source: labels.get(labels::SOURCE).cloned(),
-        users: None,
-    }
+    ObservedObject::from_labels(id, name, |k| labels.get(k).cloned())
 }
 
 fn users(list: &[ContainerSummary], uses: impl Fn(&ContainerSummary) -> bool) -> Vec<ObjectUser> {

@@ -296,15 +296,6 @@ mod tests {
         users: &[(&str, &str)],
     ) -> ObservedObject {
         ObservedObject {
-            id: format!("id-{name}"),
-            name: name.into(),
-            resource: labels
-                .get(labels::RESOURCE)
-                .and_then(|l| ResourceKey::parse(l)),
-            spec_hash: labels.get(labels::SPEC_HASH).cloned(),
-            spec: labels.get(labels::SPEC).cloned(),
-            reclaim_policy: labels.get(labels::RECLAIM_POLICY).cloned(),
-            source: labels.get(labels::SOURCE).cloned(),
             users: Some(
                 users
                     .iter()
@@ -316,6 +307,9 @@ mod tests {
                     })
                     .collect(),
             ),
+            ..ObservedObject::from_labels(format!("id-{name}"), name.into(), |k| {
+                labels.get(k).cloned()
+            })
         }
     }
 

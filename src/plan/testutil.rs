@@ -699,15 +699,11 @@ fn sim_object(
     labels: &std::collections::BTreeMap<String, String>,
 ) -> crate::observed::ObservedObject {
     crate::observed::ObservedObject {
-        id: format!("id-{name}"),
-        name: name.to_string(),
-        resource: labels
-            .get(crate::labels::RESOURCE)
-            .and_then(|l| crate::desired::ResourceKey::parse(l)),
-        spec_hash: labels.get(crate::labels::SPEC_HASH).cloned(),
-        spec: labels.get(crate::labels::SPEC).cloned(),
-        reclaim_policy: labels.get(crate::labels::RECLAIM_POLICY).cloned(),
-        source: labels.get(crate::labels::SOURCE).cloned(),
         users: Some(Vec::new()),
+        ..crate::observed::ObservedObject::from_labels(
+            format!("id-{name}"),
+            name.to_string(),
+            |k| labels.get(k).cloned(),
+        )
     }
 }
