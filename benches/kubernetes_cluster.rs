@@ -131,16 +131,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// When each object was first seen Ready on `node`, by name (fed by one watch).
 type ReadyAt = Arc<Mutex<BTreeMap<String, Instant>>>;
 
-fn ready_on(c: &Container, node: &str) -> bool {
+fn ready_on(c: &Container, _node: &str) -> bool {
     let generation = c.metadata.generation;
     c.status.as_ref().is_some_and(|s| {
-        s.nodes.iter().any(|n| {
-            n.node == node
-                && n.observed_generation == generation
-                && n.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
+        s.observed_generation == generation
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
     })
 }
 

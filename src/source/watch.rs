@@ -62,6 +62,10 @@ pub struct DesiredSnapshot {
     /// The source revision `desired` comes from (the git source's applied commit), named in
     /// the agent's logs of the changes it makes; `None` for a directory.
     pub revision: Option<Arc<str>>,
+    /// Resources the source declares but cannot give a usable spec for (the Kubernetes
+    /// mode's invalid objects, unresolvable secrets): the agent leaves their containers as
+    /// they are — nothing created, changed or pruned — and reports them blocked.
+    pub held: Vec<crate::plan::Blocked>,
 }
 
 /// Watcher timing.
@@ -193,6 +197,7 @@ impl ManifestDirWatcher {
                 complete: false,
                 generation: 0,
                 revision: None,
+                held: Vec::new(),
             },
         };
         watcher.apply(Batch {
@@ -421,6 +426,7 @@ impl ManifestDirWatcher {
             complete: self.desired_complete && self.all_known(),
             generation: self.published.generation,
             revision: None,
+            held: Vec::new(),
         }
     }
 

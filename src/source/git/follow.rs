@@ -159,6 +159,7 @@ impl GitFollower {
                 complete: false,
                 generation: 1,
                 revision: None,
+                held: Vec::new(),
             },
             failures: 0,
         };
@@ -386,6 +387,7 @@ impl GitFollower {
             complete,
             generation: self.published.generation + 1,
             revision,
+            held: Vec::new(),
         };
         Some(self.published.clone())
     }
