@@ -9,6 +9,7 @@
 pub mod fleet;
 pub mod git;
 mod image;
+pub mod node_daemon;
 mod owner;
 mod proxy;
 mod registry;

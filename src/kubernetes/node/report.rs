@@ -57,6 +57,13 @@ pub fn status_of(
     hold: Option<&Hold>,
     now: &str,
 ) -> Option<PlacementStatus> {
+    // A pass that planned from an older copy of the parent says nothing about this one: the
+    // report may predate the spec the store holds now (the feed moved, no pass ran yet).
+    if let Some(planned) = planned_parent_generation(report, key) {
+        if planned != placement.spec.parent.generation {
+            return None;
+        }
+    }
     let progress = progress_of(resources.get(&key.to_string()).copied(), hold)?;
     let subject = Subject {
         key,
@@ -83,6 +90,18 @@ pub fn status_of(
             now,
         ),
     })
+}
+
+/// The parent generation the pass planned `key` from, when it planned it at all.
+fn planned_parent_generation(report: &PassReport, key: &ResourceKey) -> Option<Option<i64>> {
+    let origin = match key.kind {
+        Kind::Image => &report.desired.images.get(key)?.origin,
+        _ => &report.desired.containers.get(key)?.origin,
+    };
+    match origin {
+        crate::desired::Origin::Kubernetes { generation, .. } => Some(*generation),
+        crate::desired::Origin::File { .. } => None,
+    }
 }
 
 /// True when the node's containers of `key` are gone and the pass no longer declares it:
