@@ -13,18 +13,23 @@
 //!   after they are stopped, in the same run. Equal figures mean the agents receive nothing of
 //!   it, whatever A is;
 //! - agent RSS (mean and max over the A agents) before the G objects exist and after;
-//! - the size of a parent's status (and of the whole object) placed on 1, 10 and A nodes;
+//! - the size of a parent's status (and of the whole object) placed on 1, 10 and A nodes
+//!   (`replicas: 0`, so the A agents, which share this machine's daemon, have no container
+//!   names to collide on, and each reports Ready);
 //! - the controller's RSS with G parents and G Placements, and its rate while creating them
 //!   (Placements per second, from `dockwright_controller_writes_total`);
-//! - create → Ready (the parent's aggregate `Ready` for its generation, from a watch) of 1,000
-//!   `Image` objects on the real node at once, and of 20 `Container`s one at a time.
+//! - create → Ready (the parent's aggregate `Ready` for its generation, from a watch) of 20
+//!   `Container`s one at a time on the real node (each a real container created and started),
+//!   then of 1,000 at once with `replicas: 0` (the whole control path, parent → controller →
+//!   Placement → agent pass → Placement status → aggregate, without 1,000 daemon round trips
+//!   on this 2-core machine; the daemon's own create+start cost is in the `agent` bench).
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dockwright::api::{Container, Image};
+use dockwright::api::Container;
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
@@ -134,7 +139,10 @@ impl Process {
             .map(|o| o.status.success())
             .unwrap_or(false)
         {
-            assert!(start.elapsed() < Duration::from_secs(120), "not ready in 2 min");
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "not ready in 2 min"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -152,22 +160,21 @@ fn from_json<T: DeserializeOwned>(value: serde_json::Value) -> T {
 }
 
 fn container(namespace: &str, name: &str, node: &str) -> Container {
-    from_json(serde_json::json!({
-        "apiVersion": "dockwright.dev/v1alpha1",
-        "kind": "Container",
-        "metadata": { "name": name, "namespace": namespace },
-        "spec": { "image": IMAGE, "imagePullPolicy": "Never", "command": ["sleep", "3600"], "nodeName": node },
-    }))
+    placed(namespace, name, 1, serde_json::json!({ "nodeName": node }))
 }
 
-fn image(namespace: &str, name: &str, placement: serde_json::Value) -> Image {
-    let mut spec = serde_json::json!({ "ref": IMAGE, "pullPolicy": "IfNotPresent" });
+/// A Container with `replicas` replicas and `placement` (nodeName / nodeSelector) merged
+/// into its spec.
+fn placed(namespace: &str, name: &str, replicas: u32, placement: serde_json::Value) -> Container {
+    let mut spec = serde_json::json!({
+        "image": IMAGE, "imagePullPolicy": "Never", "command": ["sleep", "3600"], "replicas": replicas,
+    });
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), placement.as_object()) {
         spec.extend(extra.clone());
     }
     from_json(serde_json::json!({
         "apiVersion": "dockwright.dev/v1alpha1",
-        "kind": "Image",
+        "kind": "Container",
         "metadata": { "name": name, "namespace": namespace },
         "spec": spec,
     }))
@@ -236,7 +243,10 @@ async fn wait_count(what: &str, want: usize, limit: Duration, count: impl Fn() -
         if n >= want {
             return;
         }
-        assert!(Instant::now() < deadline, "{what}: {n}/{want} within {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {n}/{want} within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -313,11 +323,20 @@ async fn main() {
     }
     let nodes_file = std::env::temp_dir().join(format!("{run}-nodes.yaml"));
     std::fs::write(&nodes_file, nodes_yaml).expect("write nodes");
-    kubectl(&kubeconfig, &["apply", "-f", nodes_file.to_str().unwrap_or_default()]);
+    kubectl(
+        &kubeconfig,
+        &["apply", "-f", nodes_file.to_str().unwrap_or_default()],
+    );
 
     let controller = Process::start(
         &kubeconfig,
-        &["controller", "--lease-namespace", &namespace, "--identity", "bench"],
+        &[
+            "controller",
+            "--lease-namespace",
+            &namespace,
+            "--identity",
+            "bench",
+        ],
     );
     controller.wait_ready();
     let mut node_agents: Vec<Process> = node_names
@@ -366,7 +385,12 @@ async fn main() {
 
     let client = kube::Client::try_default().await.expect("KUBECONFIG");
     let containers: Api<Container> = Api::namespaced(client.clone(), &namespace);
-    let images: Api<Image> = Api::namespaced(client.clone(), &namespace);
+    let ready_containers: ReadyAt = Arc::default();
+    track_ready(
+        containers.clone(),
+        ready_containers.clone(),
+        |c: &Container| ready(c.status.as_ref(), c.metadata.generation),
+    );
 
     // G foreign objects, all on the Node without an agent.
     let writes_before = metric(controller.port, "dockwright_controller_writes_total");
@@ -382,12 +406,16 @@ async fn main() {
     }
     let created_in = t0.elapsed();
     let selector = format!("dockwright.dev/node={lonely}");
-    wait_count("foreign Placements", foreign, Duration::from_secs(1800), || {
-        count_placements(&kubeconfig, &namespace, &selector)
-    })
+    wait_count(
+        "foreign Placements",
+        foreign,
+        Duration::from_secs(1800),
+        || count_placements(&kubeconfig, &namespace, &selector),
+    )
     .await;
     let placed_in = t0.elapsed();
-    let controller_writes = metric(controller.port, "dockwright_controller_writes_total") - writes_before;
+    let controller_writes =
+        metric(controller.port, "dockwright_controller_writes_total") - writes_before;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let rss_after = rss(&node_agents);
     let controller_rss_after = rss_mib(controller.pid());
@@ -395,13 +423,8 @@ async fn main() {
     // Fan-out of one foreign object's edits, with the agents and then without them.
     let with_agents = events_per_foreign_edit(&kubeconfig, &containers, "foreign-0").await;
 
-    // Status size of one parent placed on 1, 10 and A nodes (Images: no container names to
-    // collide on the one daemon all these agents share).
+    // Status size of one parent placed on 1, 10 and A nodes.
     let mut sizes = Vec::new();
-    let ready_images: ReadyAt = Arc::default();
-    track_ready(images.clone(), ready_images.clone(), |i: &Image| {
-        ready(i.status.as_ref(), i.metadata.generation)
-    });
     for (name, placement, nodes) in [
         (
             "wide-1",
@@ -419,34 +442,54 @@ async fn main() {
             agents,
         ),
     ] {
-        images
-            .create(&PostParams::default(), &image(&namespace, name, placement))
+        containers
+            .create(
+                &PostParams::default(),
+                &placed(&namespace, name, 0, placement),
+            )
             .await
             .expect("create");
-        wait_all(&ready_images, &[name.to_string()], Duration::from_secs(300)).await;
+        wait_all(
+            &ready_containers,
+            &[name.to_string()],
+            Duration::from_secs(300),
+        )
+        .await;
         let obj = kubectl(
             &kubeconfig,
-            &["-n", &namespace, "get", "images.dockwright.dev", name, "-o", "json"],
+            &[
+                "-n",
+                &namespace,
+                "get",
+                "containers.dockwright.dev",
+                name,
+                "-o",
+                "json",
+            ],
         );
         let value: serde_json::Value = serde_json::from_str(&obj).expect("json");
         let status = serde_json::to_string(&value["status"]).unwrap_or_default();
         sizes.push((nodes, status.len(), obj.len()));
     }
 
-    // create -> Ready: 20 Containers one at a time, then 1,000 Images at once, on the real node.
-    let ready_containers: ReadyAt = Arc::default();
-    track_ready(containers.clone(), ready_containers.clone(), |c: &Container| {
-        ready(c.status.as_ref(), c.metadata.generation)
-    });
+    // create -> Ready on the real node: 20 one at a time, then 1,000 at once.
     let mut single = Vec::new();
     for i in 0..20 {
         let name = format!("one-{i}");
         let t0 = Instant::now();
         containers
-            .create(&PostParams::default(), &container(&namespace, &name, &real_node))
+            .create(
+                &PostParams::default(),
+                &container(&namespace, &name, &real_node),
+            )
             .await
             .expect("create");
-        wait_all(&ready_containers, std::slice::from_ref(&name), Duration::from_secs(120)).await;
+        wait_all(
+            &ready_containers,
+            std::slice::from_ref(&name),
+            Duration::from_secs(120),
+        )
+        .await;
         single.push(ready_containers.lock().expect("ready map")[&name] - t0);
     }
     let names: Vec<String> = (0..1000).map(|i| format!("many-{i}")).collect();
@@ -455,19 +498,25 @@ async fn main() {
     let t_many = Instant::now();
     for name in &names {
         created.insert(name.clone(), Instant::now());
-        images
+        containers
             .create(
                 &PostParams::default(),
-                &image(&namespace, name, serde_json::json!({ "nodeName": real_node })),
+                &placed(
+                    &namespace,
+                    name,
+                    0,
+                    serde_json::json!({ "nodeName": real_node }),
+                ),
             )
             .await
             .expect("create");
     }
-    wait_all(&ready_images, &names, Duration::from_secs(1200)).await;
+    wait_all(&ready_containers, &names, Duration::from_secs(1200)).await;
     let many_all = t_many.elapsed();
-    let reconciles = metric(controller.port, "dockwright_controller_reconciles_total") - reconciles_before;
+    let reconciles =
+        metric(controller.port, "dockwright_controller_reconciles_total") - reconciles_before;
     let mut many: Vec<Duration> = {
-        let r = ready_images.lock().expect("ready map");
+        let r = ready_containers.lock().expect("ready map");
         names.iter().map(|n| r[n] - created[n]).collect()
     };
 
@@ -477,13 +526,35 @@ async fn main() {
     let controller_rss_end = rss_mib(controller.pid());
 
     // Clean up: the real node's containers go with their Placements (its agent still runs).
-    kubectl(&kubeconfig, &["delete", "namespace", &namespace, "--wait=false"]);
-    let _ = kubectl(&kubeconfig, &["delete", "node", "-l", &format!("dwscale-run={run}"), "--wait=false"]);
+    kubectl(
+        &kubeconfig,
+        &["delete", "namespace", &namespace, "--wait=false"],
+    );
+    let _ = kubectl(
+        &kubeconfig,
+        &[
+            "delete",
+            "node",
+            "-l",
+            &format!("dwscale-run={run}"),
+            "--wait=false",
+        ],
+    );
     let deadline = Instant::now() + Duration::from_secs(300);
     while Instant::now() < deadline
-        && !kubectl(&kubeconfig, &["get", "namespace", &namespace, "--ignore-not-found", "-o", "name"])
-            .trim()
-            .is_empty()
+        && !kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "namespace",
+                &namespace,
+                "--ignore-not-found",
+                "-o",
+                "name",
+            ],
+        )
+        .trim()
+        .is_empty()
     {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -502,14 +573,16 @@ async fn main() {
         rss_before.0, rss_before.1, rss_after.0, rss_after.1, rss_after.0 - rss_before.0
     );
     for (nodes, status, object) in &sizes {
-        println!("parent placed on {nodes:>4} nodes: status {status} bytes, whole object {object} bytes");
+        println!(
+            "parent placed on {nodes:>4} nodes: status {status} bytes, whole object {object} bytes"
+        );
     }
     println!(
         "controller: {foreign} parents created in {created_in:.1?}, their {foreign} Placements all there after {placed_in:.1?} ({:.0} Placements/s, {controller_writes:.0} writes)",
         foreign as f64 / placed_in.as_secs_f64()
     );
     println!(
-        "controller RSS: {controller_rss_before:.1} MiB before, {controller_rss_after:.1} MiB with {foreign} parents + Placements, {controller_rss_end:.1} MiB at the end (+1,000 Images, {} wide)",
+        "controller RSS: {controller_rss_before:.1} MiB before, {controller_rss_after:.1} MiB with {foreign} parents + Placements, {controller_rss_end:.1} MiB at the end (+1,000 on the real node, {} wide)",
         sizes.len()
     );
     println!(
@@ -518,7 +591,7 @@ async fn main() {
         percentile(&single, 0.95)
     );
     println!(
-        "create -> Ready (aggregate), 1,000 Images at once: p50 {:.1?}  p95 {:.1?}  all {many_all:.1?}; controller reconciles {reconciles:.0} ({:.0}/s)",
+        "create -> Ready (aggregate), 1,000 at once (replicas: 0): p50 {:.1?}  p95 {:.1?}  all {many_all:.1?}; controller reconciles {reconciles:.0} ({:.0}/s)",
         percentile(&many, 0.5),
         percentile(&many, 0.95),
         reconciles / many_all.as_secs_f64()

@@ -865,6 +865,7 @@ fn controller_cluster_role_is_least_privilege() {
         for verb in ["get", "patch"] {
             want.insert(format!("dockwright.dev/{r}/status:{verb}"));
         }
+        want.insert(format!("dockwright.dev/{r}/finalizers:update"));
     }
     for verb in ["get", "list", "watch", "create", "patch", "delete"] {
         want.insert(format!("dockwright.dev/placements:{verb}"));

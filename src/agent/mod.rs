@@ -400,6 +400,12 @@ impl Loop {
             },
         ));
         let plan = plan::hold(plan, &input.held);
+        let plan = match &input.prune_only {
+            Some(removable) => plan::restrict(&plan, |key| {
+                input.desired.declares(key) || removable.contains(key)
+            }),
+            None => plan,
+        };
         self.backoffs.retain(|k| {
             input.desired.containers.contains_key(k) || input.desired.images.contains_key(k)
         });

@@ -66,6 +66,11 @@ pub struct DesiredSnapshot {
     /// mode's invalid objects, unresolvable secrets): the agent leaves their containers as
     /// they are — nothing created, changed or pruned — and reports them blocked.
     pub held: Vec<crate::plan::Blocked>,
+    /// When set, the only undeclared resources the agent may remove (with `complete`): those
+    /// its source told it to remove. The Kubernetes node agent removes what a deleted
+    /// `Placement` held, never a container merely because no `Placement` names it (an agent
+    /// upgraded before the controller wrote its `Placement`s must not prune the node).
+    pub prune_only: Option<Arc<std::collections::BTreeSet<crate::desired::ResourceKey>>>,
 }
 
 /// Watcher timing.
@@ -198,6 +203,7 @@ impl ManifestDirWatcher {
                 generation: 0,
                 revision: None,
                 held: Vec::new(),
+                prune_only: None,
             },
         };
         watcher.apply(Batch {
@@ -427,6 +433,7 @@ impl ManifestDirWatcher {
             generation: self.published.generation,
             revision: None,
             held: Vec::new(),
+            prune_only: None,
         }
     }
 

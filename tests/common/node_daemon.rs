@@ -30,7 +30,13 @@ impl NodeDaemon {
         let _ = run(Command::new("ip").args(["link", "delete", &bridge]));
         for args in [
             vec!["link", "add", bridge.as_str(), "type", "bridge"],
-            vec!["addr", "add", &format!("10.213.{index}.1/24"), "dev", &bridge],
+            vec![
+                "addr",
+                "add",
+                &format!("10.213.{index}.1/24"),
+                "dev",
+                &bridge,
+            ],
             vec!["link", "set", bridge.as_str(), "up"],
         ] {
             let out = run(Command::new("ip").args(&args));

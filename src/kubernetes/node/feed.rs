@@ -1,7 +1,10 @@
 //! This node's `Placement`s → the [`DesiredSnapshot`] the agent loop runs on.
 //!
-//! Which `Placement`s count ([`assemble`], pure): one being deleted is left out, so the loop
-//! prunes its containers (then the reporter lets its finalizer go); one without this agent's
+//! Which `Placement`s count ([`assemble`], pure): one being deleted is left out and named
+//! removable, so the loop prunes its containers (then the reporter lets its finalizer go);
+//! the loop removes nothing else but what a `Placement` seen since the start no longer names
+//! (containers no `Placement` ever named here are left alone: an agent upgraded before the
+//! controller wrote its node's `Placement`s must not empty the node); one without this agent's
 //! finalizer yet is held (its containers, if an earlier agent version made them, are left as
 //! they are) until the finalizer is on it; one that cannot be read, or whose spec does not
 //! validate, is held with its error — never pruned. The rest become the desired state through
@@ -60,6 +63,10 @@ pub struct Assembly {
     pub held: BTreeMap<ResourceKey, Hold>,
     /// Names of live `Placement`s without this agent's finalizer, by namespace.
     pub need_finalizer: Vec<ObjectMeta>,
+    /// Resources of live `Placement`s.
+    pub present: BTreeSet<ResourceKey>,
+    /// Resources of `Placement`s being deleted: the loop removes their containers.
+    pub terminating: BTreeSet<ResourceKey>,
 }
 
 /// The resource a `Placement` (readable or not) is for: from its spec, else its labels.
@@ -94,13 +101,15 @@ pub fn assemble(placements: &[Arc<PlacementObject>]) -> Assembly {
     let mut out = Assembly::default();
     for object in placements {
         let meta = meta(object);
-        if meta.deletion_timestamp.is_some() {
-            continue;
-        }
         let Some(key) = key_of(object) else {
             tracing::warn!(placement = ?meta.name, "a Placement without a parent reference; ignored");
             continue;
         };
+        if meta.deletion_timestamp.is_some() {
+            out.terminating.insert(key);
+            continue;
+        }
+        out.present.insert(key.clone());
         let has_finalizer = meta.finalizers.iter().flatten().any(|f| f == FINALIZER);
         if !has_finalizer {
             out.need_finalizer.push(meta.clone());
@@ -123,11 +132,25 @@ pub fn assemble(placements: &[Arc<PlacementObject>]) -> Assembly {
     out
 }
 
+/// The resources the loop may remove: those of `Placement`s being deleted, and those a live
+/// `Placement` named earlier (`seen`) that are gone from the store. Pure.
+pub fn removable(assembly: &Assembly, seen: &BTreeSet<ResourceKey>) -> BTreeSet<ResourceKey> {
+    assembly
+        .terminating
+        .iter()
+        .chain(seen.difference(&assembly.present))
+        .cloned()
+        .collect()
+}
+
 /// Builds snapshots from the `Placement` store; keeps the publication counter.
 pub struct Feed {
     client: Client,
     scoped: ScopedCredentials,
     generation: u64,
+    /// Every resource a live `Placement` of this node named since the agent started: one that
+    /// is gone from the store since (deleted without waiting for this agent) is removable.
+    seen: BTreeSet<ResourceKey>,
 }
 
 /// A snapshot and what the reporter needs beside it.
@@ -148,12 +171,15 @@ impl Feed {
             client,
             scoped,
             generation: 0,
+            seen: BTreeSet::new(),
         }
     }
 
     /// The snapshot of `placements` (the store's current state).
     pub async fn snapshot(&mut self, placements: &[Arc<PlacementObject>]) -> Fed {
         let assembly = assemble(placements);
+        let removable = removable(&assembly, &self.seen);
+        self.seen.extend(assembly.present.iter().cloned());
         let mut held = assembly.held;
         let (images, containers): (Vec<&Image>, Vec<&Container>) = {
             let mut images = Vec::new();
@@ -193,6 +219,7 @@ impl Feed {
                 generation: self.generation,
                 revision: None,
                 held: blocked,
+                prune_only: Some(Arc::new(removable)),
             },
             held,
             need_finalizer: assembly.need_finalizer,
@@ -310,6 +337,26 @@ mod tests {
         assert!(
             !a.held.contains_key(&key("gone")),
             "a deleted one is pruned, not held"
+        );
+    }
+
+    #[test]
+    fn only_what_a_placement_named_is_removable() {
+        let a = assemble(&[
+            placement("run", true, false),
+            placement("new", false, false),
+            placement("gone", true, true),
+        ]);
+        assert_eq!(
+            removable(&a, &BTreeSet::new()),
+            BTreeSet::from([key("gone")]),
+            "at start: only the terminating one (no Placement, no removal)"
+        );
+        let seen = BTreeSet::from([key("run"), key("vanished")]);
+        assert_eq!(
+            removable(&a, &seen),
+            BTreeSet::from([key("gone"), key("vanished")]),
+            "a Placement seen earlier and gone since is removable too"
         );
     }
 

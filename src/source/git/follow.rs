@@ -160,6 +160,7 @@ impl GitFollower {
                 generation: 1,
                 revision: None,
                 held: Vec::new(),
+                prune_only: None,
             },
             failures: 0,
         };
@@ -388,6 +389,7 @@ impl GitFollower {
             generation: self.published.generation + 1,
             revision,
             held: Vec::new(),
+            prune_only: None,
         };
         Some(self.published.clone())
     }
