@@ -863,6 +863,11 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<u8> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster service account or KUBECONFIG)")?;
+    // One list up front: a refused token, missing CRDs or RBAC fail the start (exit status 2).
+    kube::Api::<dockwright::api::Container>::all(client.clone())
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+        .context("listing Containers (token, CRDs and the controller's ClusterRole)")?;
     let identity = args.identity.clone().unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "dockwright".into());
         format!("{host}-{}", std::process::id())

@@ -293,6 +293,19 @@ fn the_agent_reaches_a_tls_api_server_and_reports_a_refused_token() {
         out.stderr.contains("401") || out.stderr.to_lowercase().contains("unauthorized"),
         "the refused token is named: {out}"
     );
+    // The controller likewise: a clear error at start, not a Lease campaign retried for ever.
+    let out = run(Command::new("timeout")
+        .arg("60")
+        .arg(env!("CARGO_BIN_EXE_dockwright"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .args(["controller", "--listen", "127.0.0.1:0"]));
+    assert!(!out.stderr.contains("panicked"), "{out}");
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr.contains("401") || out.stderr.to_lowercase().contains("unauthorized"),
+        "the refused token is named: {out}"
+    );
 }
 
 /// The values every install of the scenario uses.

@@ -18,8 +18,8 @@ pub mod report;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use kube::api::{Patch, PatchParams};
+use futures::{FutureExt, StreamExt};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::events::{Recorder, Reporter as EventReporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -69,8 +69,13 @@ pub async fn run(
 ) -> Result<(), Error> {
     let node = options.node_name.clone();
     let selector = format!("{NODE_LABEL}={}", node_label_value(&node));
-    tracing::info!(%node, %selector, "watching this node's placements");
+    let shutdown = shutdown.shared();
     let api: Api<PlacementObject> = Api::all(client.clone());
+    // One list up front: a refused token, a missing CRD or missing RBAC is an error at start
+    // (exit status 2), not a watch retrying in the background for ever.
+    api.list_metadata(&ListParams::default().labels(&selector).limit(1))
+        .await?;
+    tracing::info!(%node, %selector, "watching this node's placements");
     let (store, writer) = reflector::store::<PlacementObject>();
     let changed = Arc::new(Notify::new());
     let watch_task = {
@@ -92,8 +97,15 @@ pub async fn run(
     // Also woken by relists that change nothing but deletions: `touched_objects` passes no
     // deletes, so a deleted Placement (its finalizer already gone) is noticed at the next
     // change; the loop's resync prunes meanwhile.
-    if store.wait_until_ready().await.is_err() {
-        return Ok(()); // the watch ended before the first list: shutting down
+    tokio::select! {
+        ready = store.wait_until_ready() => if ready.is_err() {
+            watch_task.abort();
+            return Ok(()); // the watch ended before the first list
+        },
+        () = shutdown.clone() => {
+            watch_task.abort();
+            return Ok(());
+        }
     }
     let scoped = ScopedCredentials::default();
     let mut feed = Feed::new(client.clone(), scoped.clone());
