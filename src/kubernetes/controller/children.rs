@@ -25,10 +25,10 @@ use crate::kubernetes::FINALIZER;
 /// A parent resource as the controller reads it.
 #[derive(Clone, Debug)]
 pub enum ParentObject {
-    /// A `Container`.
-    Container(Container),
+    /// A `Container` (boxed, as the `Image`: both are large).
+    Container(Box<Container>),
     /// An `Image`.
-    Image(Image),
+    Image(Box<Image>),
 }
 
 impl ParentObject {
@@ -253,7 +253,7 @@ mod tests {
         c.metadata.namespace = Some("apps".into());
         c.metadata.uid = Some("uid-web".into());
         c.metadata.generation = Some(generation);
-        ParentObject::Container(c)
+        ParentObject::Container(Box::new(c))
     }
 
     fn applied(plan: &ChildPlan) -> Vec<String> {
@@ -373,7 +373,7 @@ mod tests {
         );
         image.metadata.namespace = Some("apps".into());
         image.metadata.uid = Some("uid-base".into());
-        let plan = plan_children(&ParentObject::Image(image), &nodes(), &[]);
+        let plan = plan_children(&ParentObject::Image(Box::new(image)), &nodes(), &[]);
         assert_eq!(applied(&plan), ["n1", "n2", "n3"]);
         assert_eq!(
             plan.apply[0].metadata.name.as_deref(),

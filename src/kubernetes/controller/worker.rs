@@ -371,12 +371,12 @@ impl Context {
         match key.kind {
             "Container" => self.stores.containers.find(|c| find(c.meta())).map(|c| {
                 c.0.as_ref()
-                    .map(|c| ParentObject::Container(c.clone()))
+                    .map(|c| ParentObject::Container(Box::new(c.clone())))
                     .map_err(guard_error)
             }),
             _ => self.stores.images.find(|i| find(i.meta())).map(|i| {
                 i.0.as_ref()
-                    .map(|i| ParentObject::Image(i.clone()))
+                    .map(|i| ParentObject::Image(Box::new(i.clone())))
                     .map_err(guard_error)
             }),
         }

@@ -186,8 +186,8 @@ impl Feed {
             let mut containers = Vec::new();
             for parent in &assembly.parents {
                 match parent {
-                    Parent::Image(i) => images.push(i),
-                    Parent::Container(c) => containers.push(c),
+                    Parent::Image(i) => images.push(i.as_ref()),
+                    Parent::Container(c) => containers.push(c.as_ref()),
                 }
             }
             (images, containers)

@@ -12,10 +12,10 @@ use crate::desired::{Kind, ResourceKey};
 /// The parent a `Placement` carries.
 #[derive(Clone, Debug)]
 pub enum Parent {
-    /// A `Container`.
-    Container(Container),
+    /// A `Container` (boxed, as the `Image`: both are large).
+    Container(Box<Container>),
     /// An `Image`.
-    Image(Image),
+    Image(Box<Image>),
 }
 
 impl Parent {
@@ -65,16 +65,16 @@ pub fn parent_of(placement: &Placement) -> Result<Parent, String> {
         &placement.spec.container,
         &placement.spec.image,
     ) {
-        ("Container", Some(spec), None) => Ok(Parent::Container(Container {
+        ("Container", Some(spec), None) => Ok(Parent::Container(Box::new(Container {
             metadata,
             spec: spec.clone(),
             status: None,
-        })),
-        ("Image", None, Some(spec)) => Ok(Parent::Image(Image {
+        }))),
+        ("Image", None, Some(spec)) => Ok(Parent::Image(Box::new(Image {
             metadata,
             spec: spec.clone(),
             status: None,
-        })),
+        }))),
         (kind, _, _) => Err(format!(
             "spec: a Placement of a {kind} must carry exactly the matching one of `container` and `image`"
         )),
