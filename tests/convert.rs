@@ -45,6 +45,7 @@ fn convert_in(dir: &Path, text: &str) -> Result<Conversion, ConvertError> {
             file_label: "docker-compose.yml".to_string(),
             base_dir: dir.to_path_buf(),
             environment: Some(test_env()),
+            ..ConvertOptions::default()
         },
     )
 }
@@ -60,6 +61,7 @@ fn convert_corpus(name: &str) -> Conversion {
 fn containers(c: &Conversion) -> Vec<Container> {
     c.documents
         .iter()
+        .filter(|(file, _)| !is_object_file(file))
         .map(|(file, yaml)| {
             // A service with `build` has its `Image` first, then the `Container`.
             let last = yaml.rsplit("\n---\n").next().unwrap();
@@ -72,6 +74,40 @@ fn containers(c: &Conversion) -> Vec<Container> {
             container
         })
         .collect()
+}
+
+/// A `Network` or `Volume` document's file.
+fn is_object_file(file: &str) -> bool {
+    file.ends_with(".network.yaml") || file.ends_with(".volume.yaml")
+}
+
+/// The `Network` and `Volume` documents, by file name.
+fn object_files(c: &Conversion) -> Vec<&str> {
+    c.documents
+        .iter()
+        .map(|(f, _)| f.as_str())
+        .filter(|f| is_object_file(f))
+        .collect()
+}
+
+fn document<'a>(c: &'a Conversion, file: &str) -> &'a str {
+    &c.documents
+        .iter()
+        .find(|(f, _)| f == file)
+        .unwrap_or_else(|| panic!("no {file} in {:?}", c.documents.iter().map(|d| &d.0).collect::<Vec<_>>()))
+        .1
+}
+
+/// The `Network` of a `<name>.network.yaml` document.
+fn network_of(c: &Conversion, name: &str) -> dockwright::api::Network {
+    let file = format!("{name}.network.yaml");
+    serde_saphyr::from_str(document(c, &file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// The `Volume` of a `<name>.volume.yaml` document.
+fn volume_of(c: &Conversion, name: &str) -> dockwright::api::Volume {
+    let file = format!("{name}.volume.yaml");
+    serde_saphyr::from_str(document(c, &file)).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
 /// The `Image` a service's file holds before its `Container` (services with `build`).
@@ -148,6 +184,14 @@ fn tmpfs(target: &str, size: Option<&str>) -> VolumeMount {
     }
 }
 
+fn attach(name: &str, aliases: &[&str], ipv4: Option<&str>) -> dockwright::api::NetworkAttachment {
+    dockwright::api::NetworkAttachment {
+        name: name.to_string(),
+        aliases: strings(aliases),
+        ipv4_address: ipv4.map(str::to_string),
+    }
+}
+
 fn dep(name: &str, condition: DependencyCondition) -> Dependency {
     Dependency {
         name: name.to_string(),
@@ -164,9 +208,18 @@ fn assert_documents_parse(c: &Conversion) {
     for (file, yaml) in &c.documents {
         let loaded = dockwright::source::parse_str(yaml, Path::new(file))
             .unwrap_or_else(|e| panic!("{file} rejected by the file source: {e}\n{yaml}"));
-        // One Container, after the Image it builds when the service has `build`.
+        // One Container, after the Image it builds when the service has `build`; or one
+        // Network or Volume.
         let builds = yaml.contains("\nkind: Image\n");
         assert_eq!(loaded.len(), 1 + usize::from(builds), "{file}");
+        let kind = if file.ends_with(".network.yaml") {
+            "Network"
+        } else if file.ends_with(".volume.yaml") {
+            "Volume"
+        } else {
+            "Container"
+        };
+        assert!(yaml.contains(&format!("\nkind: {kind}\n")), "{file}:\n{yaml}");
     }
 }
 
@@ -231,12 +284,12 @@ fn webapp_converts_every_mapped_field() {
             ),
             mount(
                 VolumeType::Volume,
-                Some("shop_cache"),
+                Some("shop-cache"),
                 "/var/cache/shop",
                 false,
             ),
         ],
-        network: Some("shop_front".into()),
+        network: Some("shop-front".into()),
         network_aliases: strings(&["web", "www", "shop"]),
         restart_policy: RestartPolicy::Always,
         healthcheck: Some(HealthCheck {
@@ -282,7 +335,7 @@ fn webapp_converts_every_mapped_field() {
             "/data",
             false,
         )],
-        network: Some("shop_front".into()),
+        network: Some("shop-front".into()),
         network_aliases: strings(&["db"]),
         restart_policy: RestartPolicy::Always,
         healthcheck: Some(HealthCheck {
@@ -308,7 +361,7 @@ fn webapp_converts_every_mapped_field() {
         image_pull_policy: Some(PullPolicy::IfNotPresent),
         replicas: 1,
         command: Some(strings(&["sh", "-c", "echo migrating && sleep 1"])),
-        network: Some("shop_front".into()),
+        network: Some("shop-front".into()),
         network_aliases: strings(&["migrate"]),
         restart_policy: RestartPolicy::Never,
         depends_on: vec![dep("db", DependencyCondition::Started)],
@@ -342,7 +395,7 @@ fn webapp_converts_every_mapped_field() {
         replicas: 3,
         command: Some(strings(&["sleep", "3600"])),
         volumes: vec![tmpfs("/tmp", Some("64Mi"))],
-        network: Some("shop_default".into()),
+        network: Some("shop-default".into()),
         network_aliases: strings(&["worker"]),
         restart_policy: RestartPolicy::OnFailure,
         max_restarts: Some(2),
@@ -356,17 +409,40 @@ fn webapp_converts_every_mapped_field() {
         [
             "services.web.logging: not supported by dockwright yet; dropped",
             "services.db.environment.UNSET_VAR: UNSET_VAR is not set in the environment; left out, as Compose does",
+            "volumes.cache: becomes the Volume \"shop-cache\" (resource names are DNS labels); Compose names it \"shop_cache\", whose data is not reused: to keep using that, declare it external: true with name: shop_cache",
         ]
+    );
+    // The networks and volumes the services use, before them.
+    assert_eq!(
+        c.documents.iter().map(|d| d.0.as_str()).collect::<Vec<_>>(),
+        [
+            "shop-default.network.yaml",
+            "shop-front.network.yaml",
+            "shop-cache.volume.yaml",
+            "shop-database.volume.yaml",
+            "web.yaml",
+            "db.yaml",
+            "migrate.yaml",
+            "cache-warmer.yaml",
+            "worker.yaml"
+        ]
+    );
+    assert_eq!(network_of(&c, "shop-front").spec, Default::default());
+    assert_eq!(
+        volume_of(&c, "shop-database").spec,
+        Default::default(),
+        "name: keeps its name, and Retain"
     );
     assert_documents_parse(&c);
     let desired = load_documents(&c).expect("the converted app validates as a whole");
     assert_eq!(desired.containers.len(), 5);
+    assert_eq!((desired.networks.len(), desired.volumes.len()), (2, 2));
 }
 
 #[test]
 fn output_files_name_their_source_and_carry_their_warnings() {
     let c = convert_corpus("webapp");
-    let (file, yaml) = &c.documents[0];
+    let (file, yaml) = c.documents.iter().find(|d| !is_object_file(&d.0)).unwrap();
     assert_eq!(file, "web.yaml");
     let header: Vec<&str> = yaml.lines().take_while(|l| l.starts_with('#')).collect();
     assert_eq!(
@@ -376,14 +452,32 @@ fn output_files_name_their_source_and_carry_their_warnings() {
             "# warning: services.web.logging: not supported by dockwright yet; dropped",
         ]
     );
-    let (_, migrate) = &c.documents[2];
+    let migrate = document(&c, "migrate.yaml");
     assert!(!migrate.contains("# warning"), "{migrate}");
+    let cache = document(&c, "shop-cache.volume.yaml");
+    assert!(
+        cache.starts_with("# Converted by `dockwright convert` from docker-compose.yml, volume \"cache\".\n# warning: volumes.cache: becomes the Volume \"shop-cache\""),
+        "{cache}"
+    );
 
     // Without -o everything goes to stdout as one stream, which the file source reads back.
     let stream = c.to_stream();
     let loaded = dockwright::source::parse_str(&stream, Path::new("all.yaml")).unwrap();
     let names: Vec<&str> = loaded.iter().map(|m| m.manifest.name()).collect();
-    assert_eq!(names, ["web", "db", "migrate", "cache-warmer", "worker"]);
+    assert_eq!(
+        names,
+        [
+            "shop-default",
+            "shop-front",
+            "shop-cache",
+            "shop-database",
+            "web",
+            "db",
+            "migrate",
+            "cache-warmer",
+            "worker"
+        ]
+    );
 }
 
 #[test]
@@ -439,7 +533,7 @@ fn every_mount_syntax() {
     assert_eq!(
         spec_of(&all, "store").volumes,
         vec![
-            mount(Volume, Some("vols_data"), "/data", false),
+            mount(Volume, Some("vols-data"), "/data", false),
             mount(Volume, Some("team-shared"), "/shared", true),
             mount(Volume, Some("old-data"), "/legacy", false),
             mount(Volume, Some("outside"), "/outside", false),
@@ -454,7 +548,7 @@ fn every_mount_syntax() {
                 "/var/lib/anon",
                 false
             ),
-            mount(Volume, Some("vols_data"), "/long-data", true),
+            mount(Volume, Some("vols-data"), "/long-data", true),
             mount(Volume, Some("vols_store_long-anon"), "/long-anon", false),
             mount(Bind, Some(&site), "/long-site", false),
             tmpfs("/scratch", Some("1Gi")),
@@ -466,8 +560,6 @@ fn every_mount_syntax() {
     assert_eq!(
         warnings(&c),
         [
-            "volumes.shared.driver: not supported by dockwright; dropped".to_string(),
-            "volumes.shared.labels: not supported by dockwright; dropped".to_string(),
             "services.store.volumes[3]: mount option \"nocopy\" is not supported by dockwright; dropped".to_string(),
             "services.store.volumes[4]: mount option \"z\" is not supported by dockwright; dropped".to_string(),
             "services.store.volumes[7]: /home/tester/.config does not exist: Compose creates it, dockwright requires it; create it before applying".to_string(),
@@ -481,8 +573,21 @@ fn every_mount_syntax() {
             "services.store.volumes[14].consistency: not supported by dockwright; dropped".to_string(),
             "services.store.volumes[14]: mount type \"npipe\" is not supported by dockwright; dropped".to_string(),
             "services.store.tmpfs[1]: tmpfs option \"mode=1777\" is not supported by dockwright; dropped".to_string(),
+            "volumes.data: becomes the Volume \"vols-data\" (resource names are DNS labels); Compose names it \"vols_data\", whose data is not reused: to keep using that, declare it external: true with name: vols_data".to_string(),
         ]
     );
+    // `name:` that is a DNS label names the resource; external ones are only referenced.
+    assert_eq!(
+        object_files(&c),
+        [
+            "vols-default.network.yaml",
+            "vols-data.volume.yaml",
+            "team-shared.volume.yaml"
+        ]
+    );
+    let shared = volume_of(&c, "team-shared").spec;
+    assert_eq!(shared.driver.as_deref(), Some("local"));
+    assert_eq!(shared.labels, BTreeMap::from([("team".to_string(), "core".to_string())]));
     assert_documents_parse(&c);
     // The two bind sources that were warned about are exactly what validation rejects.
     let errors = load_documents(&c).unwrap_err();
@@ -553,23 +658,16 @@ fn unsupported_keys_are_warned_one_per_service_and_key() {
     assert_eq!(
         fields,
         [
-            "secrets",
-            "configs",
+            "networks.front.ipam.config[0].aux_addresses",
             "services.cache.container_name",
-            "networks.front.driver",
             "services.api.security_opt",
-            "services.api.secrets",
-            "services.api.configs",
-            "services.api.profiles",
             "services.api.links",
-            "services.api.extends",
             "services.api.init",
             "services.api.logging",
             "services.api.build.cache_from",
             "services.api.deploy.placement",
             "services.api.deploy.resources.reservations",
             "services.api.deploy.mode",
-            "services.api.networks.back",
             "services.api.deploy.restart_policy.delay",
             "services.api.restart",
             "services.api.ipc",
@@ -579,7 +677,8 @@ fn unsupported_keys_are_warned_one_per_service_and_key() {
             "services.api.deploy.resources.limits.pids",
             "services.api.depends_on.cache.restart",
             "services.cache.pull_policy",
-            "services.cache.networks.back.ipv4_address",
+            "services.cache.networks.back.ipv6_address",
+            "services.cache.networks.back.priority",
             "services.cache.healthcheck",
             "services.base.network_mode",
             "services.base.healthcheck",
@@ -608,13 +707,15 @@ fn unsupported_keys_are_warned_one_per_service_and_key() {
         BTreeMap::from([("VERSION".to_string(), "1.0".to_string())])
     );
 
-    // What does convert: merged anchors, deploy.restart_policy over restart, the first network.
+    // What does convert: merged anchors, deploy.restart_policy over restart, both networks.
     let api = ContainerSpec {
         image: "api".into(),
         image_pull_policy: None,
         replicas: 1,
-        network: Some("unsupported_front".into()),
-        network_aliases: strings(&["api"]),
+        networks: vec![
+            attach("unsupported-front", &["api"], None),
+            attach("shared-back", &["api"], None),
+        ],
         restart_policy: RestartPolicy::Always,
         healthcheck: Some(HealthCheck {
             command: Some(strings(&["true"])),
@@ -637,13 +738,23 @@ fn unsupported_keys_are_warned_one_per_service_and_key() {
     assert_eq!(*spec_of(&all, "api"), api);
     let cache = spec_of(&all, "cache");
     assert_eq!(
-        cache.network.as_deref(),
-        Some("shared-back"),
-        "external network keeps its name"
+        cache.networks,
+        [attach("shared-back", &["cache"], Some("172.28.0.5"))],
+        "external network keeps its name; a fixed address needs the list form"
+    );
+    assert_eq!(object_files(&c), ["unsupported-default.network.yaml", "unsupported-front.network.yaml"]);
+    let front = network_of(&c, "unsupported-front").spec;
+    assert_eq!(front.driver.as_deref(), Some("bridge"));
+    assert_eq!(
+        front.ipam.unwrap().config,
+        [dockwright::api::IpamPool {
+            subnet: "10.99.0.0/24".into(),
+            ..Default::default()
+        }]
     );
     assert_eq!(cache.healthcheck, None);
     let base = spec_of(&all, "base");
-    assert_eq!(base.network.as_deref(), Some("unsupported_default"));
+    assert_eq!(base.network.as_deref(), Some("unsupported-default"));
     assert_eq!(base.stop_grace_period_seconds, Some(3));
     assert_documents_parse(&c);
     load_documents(&c).expect("what was converted validates");
@@ -1050,12 +1161,13 @@ fn project_name_precedence() {
             file_label: "c.yml".into(),
             base_dir: dir.path().to_path_buf(),
             environment: Some(environment),
+            ..ConvertOptions::default()
         },
     )
     .unwrap();
-    assert_eq!(only_spec(&c).network.as_deref(), Some("fromenv_default"));
+    assert_eq!(only_spec(&c).network.as_deref(), Some("fromenv-default"));
     let c = convert_in(dir.path(), text).unwrap();
-    assert_eq!(only_spec(&c).network.as_deref(), Some("fromfile_default"));
+    assert_eq!(only_spec(&c).network.as_deref(), Some("fromfile-default"));
     let c = convert_in(dir.path(), "services:\n  s1:\n    image: busybox:1\n").unwrap();
     let dir_name = dir
         .path()
@@ -1070,10 +1182,10 @@ fn project_name_precedence() {
         .collect();
     assert_eq!(
         only_spec(&c).network,
-        Some(format!(
-            "{}_default",
+        Some(dockwright::convert::dns_label(&format!(
+            "{}-default",
             dir_name.trim_start_matches(['_', '-'])
-        ))
+        )))
     );
 }
 
@@ -1186,6 +1298,10 @@ fn convert_file_reads_next_to_the_file() {
     assert_eq!(
         files,
         [
+            "shop-default.network.yaml",
+            "shop-front.network.yaml",
+            "shop-cache.volume.yaml",
+            "shop-database.volume.yaml",
             "web.yaml",
             "db.yaml",
             "migrate.yaml",
@@ -1489,6 +1605,7 @@ volumes:
             file_label: "docker-compose.yml".into(),
             base_dir: dir.path().to_path_buf(),
             environment: Some(environment),
+            ..ConvertOptions::default()
         },
     )
     .unwrap();
