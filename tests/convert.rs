@@ -1315,6 +1315,492 @@ fn convert_file_reads_next_to_the_file() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Networks and volumes, profiles, secrets and configs, extends and include
+// ---------------------------------------------------------------------------------------------
+
+/// Writes `files` (relative path, content) under a new temporary directory.
+fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    dir
+}
+
+fn convert_opts(dir: &Path, text: &str, profiles: &[&str], vars: &[(&str, &str)]) -> Result<Conversion, ConvertError> {
+    let mut environment = test_env();
+    for (k, v) in vars {
+        environment.insert(k.to_string(), v.to_string());
+    }
+    convert_with(
+        text,
+        &ConvertOptions {
+            file_label: "docker-compose.yml".into(),
+            base_dir: dir.to_path_buf(),
+            environment: Some(environment),
+            profiles: strings(profiles),
+            output_dir: None,
+        },
+    )
+}
+
+#[test]
+fn networks_and_volumes_become_resources() {
+    let dir = project(&[]);
+    let text = r#"name: app
+services:
+  web:
+    image: busybox:1
+    networks:
+      front:
+        aliases: [www]
+      back:
+        ipv4_address: 10.77.0.10
+      outside: {}
+    volumes: [data:/data, cache:/cache, legacy:/legacy]
+  solo:
+    image: busybox:1
+    networks: [back]
+networks:
+  front:
+    driver: bridge
+    driver_opts:
+      com.docker.network.bridge.name: br-app
+    labels:
+      com.example.net: front
+      dockwright.dev/owner: mine
+    attachable: true
+    enable_ipv6: false
+  back:
+    internal: true
+    ipam:
+      driver: default
+      config:
+        - subnet: 10.77.0.0/24
+          gateway: 10.77.0.1
+          ip_range: 10.77.0.128/25
+  outside:
+    external: true
+    name: corp-net
+  spare: {}
+volumes:
+  data:
+    driver: local
+    driver_opts: {type: tmpfs, device: tmpfs, o: "size=1m"}
+    labels: [com.example.vol=data]
+  cache:
+    name: Old_Cache
+    driver: local
+  legacy:
+    external: true
+  unused:
+"#;
+    let c = convert_in(dir.path(), text).unwrap();
+    let all = containers(&c);
+    assert_eq!(
+        spec_of(&all, "web").networks,
+        [
+            attach("app-front", &["web", "www"], None),
+            attach("app-back", &["web"], Some("10.77.0.10")),
+            attach("corp-net", &["web"], None),
+        ]
+    );
+    assert_eq!(spec_of(&all, "web").network, None);
+    let solo = spec_of(&all, "solo");
+    assert_eq!(
+        (solo.network.as_deref(), solo.network_aliases.clone(), solo.networks.len()),
+        (Some("app-back"), strings(&["solo"]), 0),
+        "one network without a fixed address keeps the single form"
+    );
+    assert_eq!(
+        spec_of(&all, "web").volumes,
+        [
+            mount(VolumeType::Volume, Some("app-data"), "/data", false),
+            mount(VolumeType::Volume, Some("Old_Cache"), "/cache", false),
+            mount(VolumeType::Volume, Some("legacy"), "/legacy", false),
+        ]
+    );
+    // No default network (nobody is on it), no document for external or unusable names.
+    assert_eq!(
+        object_files(&c),
+        ["app-front.network.yaml", "app-back.network.yaml", "app-data.volume.yaml"]
+    );
+    let front = network_of(&c, "app-front").spec;
+    assert_eq!(
+        front,
+        dockwright::api::NetworkSpec {
+            driver: Some("bridge".into()),
+            options: BTreeMap::from([(
+                "com.docker.network.bridge.name".to_string(),
+                "br-app".to_string()
+            )]),
+            labels: BTreeMap::from([("com.example.net".to_string(), "front".to_string())]),
+            attachable: true,
+            ..Default::default()
+        }
+    );
+    let back = network_of(&c, "app-back").spec;
+    assert!(back.internal);
+    assert_eq!(
+        back.ipam,
+        Some(dockwright::api::NetworkIpam {
+            driver: Some("default".into()),
+            config: vec![dockwright::api::IpamPool {
+                subnet: "10.77.0.0/24".into(),
+                gateway: Some("10.77.0.1".into()),
+                ip_range: Some("10.77.0.128/25".into()),
+            }],
+        })
+    );
+    let data = volume_of(&c, "app-data").spec;
+    assert_eq!(data.driver.as_deref(), Some("local"));
+    assert_eq!(data.driver_options.get("o").map(String::as_str), Some("size=1m"));
+    assert_eq!(data.labels.get("com.example.vol").map(String::as_str), Some("data"));
+    assert_eq!(data.reclaim_policy, dockwright::api::ReclaimPolicy::Retain);
+    assert_eq!(
+        warnings(&c),
+        [
+            "networks.front.labels.dockwright.dev/owner: keys under \"dockwright.dev/\" are reserved for dockwright; dropped",
+            "volumes.cache.driver: dropped: \"Old_Cache\" is used by its Docker name (external, or a name that is not a DNS label), so dockwright does not create it with options",
+            "networks.spare: not used by any converted service; not converted",
+            "volumes.data: becomes the Volume \"app-data\" (resource names are DNS labels); Compose names it \"app_data\", whose data is not reused: to keep using that, declare it external: true with name: app_data",
+            "volumes.unused: not used by any converted service; not converted",
+        ]
+    );
+    assert_documents_parse(&c);
+    let desired = load_documents(&c).unwrap();
+    assert_eq!((desired.networks.len(), desired.volumes.len()), (2, 1));
+
+    let err = convert_in(
+        dir.path(),
+        "services:\n  s: {image: x, networks: [nope]}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "docker-compose.yml: services.s.networks.nope: undefined network \"nope\"; declare it under the top-level networks"
+    );
+}
+
+#[test]
+fn profiles_select_services_as_compose_does() {
+    let dir = project(&[]);
+    let text = "name: p\nservices:\n  always: {image: x}\n  debug: {image: x, profiles: [debug]}\n  tools: {image: x, profiles: [tools, debug]}\n";
+    let converted = |profiles: &[&str], vars: &[(&str, &str)]| {
+        let c = convert_opts(dir.path(), text, profiles, vars).unwrap();
+        names(&containers(&c)).iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(converted(&[], &[]), ["always"]);
+    assert_eq!(converted(&["tools"], &[]), ["always", "tools"]);
+    assert_eq!(converted(&["debug"], &[]), ["always", "debug", "tools"]);
+    assert_eq!(converted(&[], &[("COMPOSE_PROFILES", "tools,nothing")]), ["always", "tools"]);
+    assert_eq!(
+        converted(&["debug"], &[("COMPOSE_PROFILES", "tools")]),
+        ["always", "debug", "tools"],
+        "--profile wins over COMPOSE_PROFILES"
+    );
+    assert_eq!(converted(&["*"], &[]), ["always", "debug", "tools"]);
+
+    // A dependency on a service that is left out: Compose refuses, unless not required.
+    let text = "services:\n  web: {image: x, depends_on: [db]}\n  db: {image: x, profiles: [db]}\n";
+    let err = convert_opts(dir.path(), text, &[], &[]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "docker-compose.yml: services.web.depends_on.db: \"db\" is not enabled by the active profiles (it has [\"db\"]); activate one with --profile or COMPOSE_PROFILES, or give both services a common profile"
+    );
+    let c = convert_opts(dir.path(), text, &["db"], &[]).unwrap();
+    assert_eq!(names(&containers(&c)), ["web", "db"]);
+    let text = "services:\n  web:\n    image: x\n    depends_on:\n      db: {condition: service_started, required: false}\n  db: {image: x, profiles: [db]}\n";
+    let c = convert_opts(dir.path(), text, &[], &[]).unwrap();
+    assert_eq!(only_spec(&c).depends_on, []);
+    assert_eq!(
+        warnings(&c),
+        ["services.web.depends_on.db: dropped: \"db\" is not converted (none of its profiles [\"db\"] is active) and the dependency is not required"]
+    );
+    let err = convert_opts(dir.path(), "services:\n  a: {image: x, profiles: [a]}\n", &[], &[]).unwrap_err();
+    assert!(err.to_string().contains("no service is enabled by the active profiles"), "{err}");
+}
+
+#[test]
+fn secrets_and_configs_become_files() {
+    let dir = project(&[("secrets/token.txt", "s3cret\n"), ("app.conf", "a = 1\n")]);
+    let text = r#"services:
+  app:
+    image: busybox:1
+    user: "1000"
+    secrets:
+      - token
+      - source: token
+        target: api-token
+        mode: 0440
+        uid: "1000"
+      - source: token
+        target: /etc/token
+      - from_env
+      - swarm_only
+    configs:
+      - app_conf
+      - source: inline
+        target: /etc/app/inline.conf
+        mode: 0600
+      - source: from_env_config
+        target: env.conf
+secrets:
+  token:
+    file: ./secrets/token.txt
+  from_env:
+    environment: FROM_ENV
+  swarm_only:
+    external: true
+configs:
+  app_conf:
+    file: app.conf
+  inline:
+    content: |
+      inline = true
+  from_env_config:
+    environment: FROM_SHELL
+"#;
+    let c = convert_in(dir.path(), text).unwrap();
+    let token = path_in(dir.path(), "secrets/token.txt");
+    let file = |path: &str, source: Option<&str>, content: Option<&str>, mode: &str| {
+        dockwright::api::FileSpec {
+            path: path.into(),
+            source: source.map(str::to_string),
+            content: content.map(str::to_string),
+            mode: Some(mode.into()),
+        }
+    };
+    assert_eq!(
+        only_spec(&c).files,
+        [
+            file("/run/secrets/token", Some(&token), None, "0400"),
+            file("/run/secrets/api-token", Some(&token), None, "0440"),
+            file("/etc/token", Some(&token), None, "0400"),
+            file("/run/secrets/from_env", None, Some("env"), "0400"),
+            file("/app_conf", Some(&path_in(dir.path(), "app.conf")), None, "0444"),
+            file("/etc/app/inline.conf", None, Some("inline = true\n"), "0600"),
+            file("/env.conf", None, Some("shell-value"), "0444"),
+        ]
+    );
+    assert_eq!(
+        warnings(&c),
+        [
+            "services.app.secrets[0]: /run/secrets/token is owned by root with mode 0400 and the service runs as user \"1000\": set mode (e.g. 0444) in the long syntax if it must read it",
+            "services.app.secrets[1].uid: dropped: dockwright's files are owned by root",
+            "services.app.secrets[2]: /etc/token is owned by root with mode 0400 and the service runs as user \"1000\": set mode (e.g. 0444) in the long syntax if it must read it",
+            "services.app.secrets[3]: /run/secrets/from_env is owned by root with mode 0400 and the service runs as user \"1000\": set mode (e.g. 0444) in the long syntax if it must read it",
+            "secrets.from_env.environment: the value of FROM_ENV is written into the manifests as the file's content: keep them as secret as the variable, or put the value in a file and use file:",
+            "services.app.secrets[4]: secret \"swarm_only\" is external (kept by a Swarm, which dockwright cannot read); dropped: declare it with file: instead",
+        ]
+    );
+    assert_documents_parse(&c);
+    load_documents(&c).expect("the file sources exist");
+
+    // -o DIR: host paths relative to where the manifests go, so the directory can move.
+    let c = convert_with(
+        "services:\n  app:\n    build: ./web\n    volumes: [./data:/data]\n    secrets: [token]\nsecrets:\n  token: {file: ./secrets/token.txt}\n",
+        &ConvertOptions {
+            file_label: "docker-compose.yml".into(),
+            base_dir: dir.path().to_path_buf(),
+            environment: Some(test_env()),
+            output_dir: Some(dir.path().join("manifests")),
+            ..ConvertOptions::default()
+        },
+    )
+    .unwrap();
+    let spec = only_spec(&c);
+    assert_eq!(spec.files[0].source.as_deref(), Some("../secrets/token.txt"));
+    assert_eq!(spec.volumes[0].source.as_deref(), Some("../data"));
+    assert_eq!(image_of(&c, "app.yaml").spec.build.unwrap().context, "../web");
+
+    for (body, want) in [
+        ("secrets: [nope]", "docker-compose.yml: services.svc.secrets[0]: undefined secret \"nope\"; declare it under the top-level secrets"),
+        ("configs: [{source: c, mode: 0999}]", "docker-compose.yml: services.svc.configs[0].mode: invalid mode \"0999\"; expected octal permission bits such as 0440"),
+    ] {
+        let text = format!("services:\n  svc:\n    image: x\n    {body}\nconfigs:\n  c: {{content: x}}\n");
+        let err = convert_in(dir.path(), &text).unwrap_err();
+        assert_eq!(err.to_string(), want);
+    }
+    let err = convert_in(dir.path(), "services:\n  s: {image: x, secrets: [t]}\nsecrets:\n  t: {content: x}\n").unwrap_err();
+    assert_eq!(err.to_string(), "docker-compose.yml: secrets.t: needs exactly one of file and environment");
+}
+
+#[test]
+fn extends_merges_services_of_this_file_and_others() {
+    let dir = project(&[
+        (
+            "common/base.yml",
+            r#"services:
+  base:
+    image: busybox:1
+    command: ["sleep", "1"]
+    environment: [A=1, B=2]
+    ports: ["80"]
+    volumes: ["./data:/data", "cache:/cache"]
+    env_file: base.env
+  root:
+    image: busybox:0
+    labels: {tier: root}
+  mid:
+    extends: root
+    labels: {role: mid}
+"#,
+        ),
+        ("common/base.env", "FROM_BASE_ENV=1\n"),
+        ("common/data/.keep", ""),
+    ]);
+    let text = r#"services:
+  web:
+    extends:
+      file: common/base.yml
+      service: base
+    command: ["httpd"]
+    environment:
+      B: three
+      C: "4"
+    ports: ["80", "443"]
+    volumes: ["other:/cache"]
+  worker:
+    extends: web
+    environment: [D=5]
+  leaf:
+    extends: {file: ./common/base.yml, service: mid}
+volumes:
+  other:
+"#;
+    let c = convert_in(dir.path(), text).unwrap();
+    let all = containers(&c);
+    let web = spec_of(&all, "web");
+    assert_eq!(web.image, "busybox:1");
+    assert_eq!(web.command, Some(strings(&["httpd"])), "command replaced");
+    assert_eq!(
+        web.env,
+        env(&[("FROM_BASE_ENV", "1"), ("A", "1"), ("B", "three"), ("C", "4")]),
+        "environment merged by name; the base's env_file read from its own directory"
+    );
+    assert_eq!(
+        web.ports.iter().map(|p| p.container_port).collect::<Vec<_>>(),
+        [80, 443]
+    );
+    assert_eq!(
+        web.volumes,
+        [
+            mount(VolumeType::Bind, Some(&path_in(dir.path(), "common/data")), "/data", false),
+            mount(VolumeType::Volume, Some(&dns_project(dir.path(), "other")), "/cache", false),
+        ],
+        "the base's relative paths resolve against its file; a mount at the same path replaced"
+    );
+    let worker = spec_of(&all, "worker");
+    assert_eq!(worker.command, Some(strings(&["httpd"])));
+    assert_eq!(worker.env.last().map(|e| e.name.as_str()), Some("D"));
+    let leaf = spec_of(&all, "leaf");
+    assert_eq!(leaf.image, "busybox:0");
+    assert_eq!(
+        leaf.labels,
+        BTreeMap::from([
+            ("role".to_string(), "mid".to_string()),
+            ("tier".to_string(), "root".to_string())
+        ]),
+        "a chain of extends across files"
+    );
+
+    let err = convert_in(
+        dir.path(),
+        "services:\n  a: {extends: b, image: x}\n  b: {extends: {service: c}}\n  c: {extends: a}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "docker-compose.yml: services.a.extends: extends forms a cycle: a → b → c → a"
+    );
+    let err = convert_in(dir.path(), "services:\n  a: {extends: nope, image: x}\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "docker-compose.yml: services.a.extends: service \"nope\" is not defined in this file"
+    );
+    let err = convert_in(
+        dir.path(),
+        "services:\n  a: {extends: {file: common/base.yml, service: nope}, image: x}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "docker-compose.yml: services.a.extends: service \"nope\" is not defined in {}",
+            path_in(dir.path(), "common/base.yml")
+        )
+    );
+}
+
+/// `<project>-<key>` as convert names the resource of a top-level network or volume, with the
+/// project named after the directory.
+fn dns_project(dir: &Path, key: &str) -> String {
+    let project = dockwright::convert::project_name(&BTreeMap::new(), None, dir);
+    dockwright::convert::dns_label(&format!("{project}-{key}"))
+}
+
+#[test]
+fn include_adds_the_services_of_other_files() {
+    let dir = project(&[
+        (
+            "db/compose.yml",
+            "services:\n  db:\n    image: busybox:${DB_TAG}\n    volumes: [./init:/init]\n    networks: [back]\nnetworks:\n  back: {}\n",
+        ),
+        ("db/.env", "DB_TAG=1.36\n"),
+        ("db/init/.keep", ""),
+        (
+            "cache.yml",
+            "include:\n  - nested.yml\nservices:\n  cache: {image: busybox:1}\n",
+        ),
+        ("nested.yml", "services:\n  nested: {image: busybox:1}\n"),
+        ("loop-a.yml", "include: [loop-b.yml]\nservices:\n  a: {image: x}\n"),
+        ("loop-b.yml", "include: [loop-a.yml]\nservices:\n  b: {image: x}\n"),
+    ]);
+    let text = "name: inc\ninclude:\n  - db/compose.yml\n  - path: cache.yml\nservices:\n  web:\n    image: busybox:1\n    networks: [back]\n    depends_on: [db]\n";
+    let c = convert_in(dir.path(), text).unwrap();
+    let all = containers(&c);
+    assert_eq!(names(&all), ["web", "db", "cache", "nested"]);
+    let db = spec_of(&all, "db");
+    assert_eq!(db.image, "busybox:1.36", "interpolated with the included project's .env");
+    assert_eq!(
+        db.volumes,
+        [mount(VolumeType::Bind, Some(&path_in(dir.path(), "db/init")), "/init", false)],
+        "relative to the included file's directory"
+    );
+    assert_eq!(db.network.as_deref(), Some("inc-back"));
+    assert_eq!(spec_of(&all, "web").network.as_deref(), Some("inc-back"));
+    assert_eq!(
+        spec_of(&all, "web").depends_on,
+        [dep("db", DependencyCondition::Started)]
+    );
+
+    let err = convert_in(dir.path(), "include: [cache.yml]\nservices:\n  cache: {image: y}\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "docker-compose.yml: services.cache: also defined by the included file {}; rename one of them",
+            path_in(dir.path(), "cache.yml")
+        )
+    );
+    let err = convert_in(dir.path(), "include: [loop-a.yml]\nservices:\n  s: {image: y}\n").unwrap_err();
+    assert!(
+        err.to_string().contains("include forms a cycle"),
+        "{err}"
+    );
+    let err = convert_in(dir.path(), "include: [missing.yml]\nservices:\n  s: {image: y}\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "docker-compose.yml: include[0].path: {} does not exist",
+            path_in(dir.path(), "missing.yml")
+        )
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // No panics on arbitrary input
 // ---------------------------------------------------------------------------------------------
 
