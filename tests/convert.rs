@@ -1840,16 +1840,22 @@ fn docker_compose() -> Option<PathBuf> {
 
 /// Runs `docker-compose -p <project> -f <file> <args>`, panicking with its output on failure.
 fn compose(project: &str, file: &Path, args: &[&str]) {
-    let run = common::run(
+    let run = compose_run(project, file, args);
+    assert!(run.success(), "docker-compose {args:?}: {run}");
+}
+
+/// Runs `docker-compose -p <project> -f <file> <args>`.
+fn compose_run(project: &str, file: &Path, args: &[&str]) -> common::Run {
+    common::run(
         std::process::Command::new("docker-compose")
             .args(["--no-ansi", "-p", project, "-f"])
             .arg(file)
             .args(args),
-    );
-    assert!(run.success(), "docker-compose {args:?}: {run}");
+    )
 }
 
-/// Takes the Compose project down (containers, network, volumes) even when the test fails.
+/// Takes the Compose project down (containers, networks, volumes, of every profile) even
+/// when the test fails.
 struct ComposeProject {
     project: String,
     file: PathBuf,
@@ -1860,8 +1866,27 @@ impl Drop for ComposeProject {
         let _ = std::process::Command::new("docker-compose")
             .args(["--no-ansi", "-p", &self.project, "-f"])
             .arg(&self.file)
+            .env("COMPOSE_PROFILES", "*")
             .args(["down", "-v", "--remove-orphans", "-t", "1"])
             .output();
+        // `--profile "*"` is a Compose v2 spelling: 1.29 needs the names. Remove what is left.
+        let filter = format!("label=com.docker.compose.project={}", self.project);
+        for kind in ["container", "network", "volume"] {
+            let ls = std::process::Command::new("docker")
+                .args([kind, "ls", "-q", "--filter", &filter])
+                .args(if kind == "container" { &["-a"][..] } else { &[][..] })
+                .output();
+            if let Ok(out) = ls {
+                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let mut rm = std::process::Command::new("docker");
+                    rm.args([kind, "rm"]);
+                    if kind != "network" {
+                        rm.arg("-f");
+                    }
+                    let _ = rm.arg(id).output();
+                }
+            }
+        }
     }
 }
 
@@ -1901,10 +1926,46 @@ async fn inspect_labelled(
 }
 
 /// The configuration that matters for the comparison (labels aside, as Compose adds its
-/// own), normalised where the two spell the same thing differently.
-fn comparable(v: &serde_json::Value) -> serde_json::Value {
+/// own), normalised where the two spell the same thing differently: networks and volumes by
+/// the name after the project (`<project>_front` under Compose, `<project>-front` here),
+/// aliases without the container ID the daemon or Compose adds, secrets (bind mounts under
+/// Compose, copied files here) left to the caller.
+fn comparable(v: &serde_json::Value, project: &str) -> serde_json::Value {
     use serde_json::{json, Value};
     let at = |p: &str| v.pointer(p).cloned().unwrap_or(Value::Null);
+    let suffix = |name: &Value| -> Value {
+        let n = name.as_str().unwrap_or_default();
+        let short = n
+            .strip_prefix(&format!("{project}_"))
+            .or_else(|| n.strip_prefix(&format!("{project}-")))
+            .unwrap_or(n);
+        json!(short)
+    };
+    let id = at("/Id").as_str().unwrap_or_default().to_string();
+    let mut networks = serde_json::Map::new();
+    if let Some(map) = at("/NetworkSettings/Networks").as_object() {
+        for (name, endpoint) in map {
+            let mut aliases: Vec<String> = endpoint["Aliases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str())
+                .filter(|a| !id.starts_with(a))
+                .map(str::to_string)
+                .collect();
+            aliases.sort();
+            aliases.dedup();
+            let key = suffix(&json!(name)).as_str().unwrap_or_default().to_string();
+            networks.insert(key, json!(aliases));
+        }
+    }
+    // The network a container is created on: only meaningful with one network (Compose 1.29
+    // and dockwright may pick a different first one of several; all are connected anyway).
+    let network_mode = if networks.len() > 1 {
+        json!("(several)")
+    } else {
+        suffix(&at("/HostConfig/NetworkMode"))
+    };
     let mut env: Vec<Value> = at("/Config/Env").as_array().cloned().unwrap_or_default();
     env.sort_by_key(|e| e.to_string());
     // An empty host address and 0.0.0.0 both publish on every IPv4 address.
@@ -1923,10 +1984,16 @@ fn comparable(v: &serde_json::Value) -> serde_json::Value {
         .cloned()
         .unwrap_or_default()
         .into_iter()
+        .filter(|m| {
+            !m["Destination"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("/run/secrets/")
+        })
         .map(|m| {
             json!({
                 "Type": m["Type"],
-                "Source": if m["Type"] == json!("volume") { m["Name"].clone() } else { m["Source"].clone() },
+                "Source": if m["Type"] == json!("volume") { suffix(&m["Name"]) } else { m["Source"].clone() },
                 "Destination": m["Destination"],
                 "RW": m["RW"],
             })
@@ -1968,7 +2035,8 @@ fn comparable(v: &serde_json::Value) -> serde_json::Value {
         "restart": restart,
         "nanoCpus": at("/HostConfig/NanoCpus"),
         "memory": at("/HostConfig/Memory"),
-        "network": at("/HostConfig/NetworkMode"),
+        "network": network_mode,
+        "networks": networks,
     })
 }
 
@@ -2095,7 +2163,10 @@ volumes:
         },
     )
     .unwrap();
-    assert_eq!(warnings(&conversion), Vec::<String>::new());
+    assert_eq!(
+        warnings(&conversion),
+        [format!("volumes.data: becomes the Volume \"{project}-data\" (resource names are DNS labels); Compose names it \"{project}_data\", whose data is not reused: to keep using that, declare it external: true with name: {project}_data")]
+    );
     let desired = load_documents(&conversion).unwrap();
     let client = dockwright::docker::Docker::connect().await.unwrap();
     let runner = dockwright::docker::DockerRunner::new(client.clone(), owner.name());
@@ -2128,8 +2199,8 @@ volumes:
         from_dockwright.keys().collect::<Vec<_>>()
     );
     for (service, compose_inspect) in &from_compose {
-        let ours = comparable(&from_dockwright[service]);
-        let theirs = comparable(compose_inspect);
+        let ours = comparable(&from_dockwright[service], &project);
+        let theirs = comparable(compose_inspect, &project);
         assert_eq!(
             ours,
             theirs,
@@ -2139,7 +2210,7 @@ volumes:
         );
     }
     // The comparison compares something: the fields the file sets are present.
-    let web_config = comparable(&from_compose[&web]);
+    let web_config = comparable(&from_compose[&web], &project);
     assert_eq!(web_config["hostname"], "web-host");
     assert_eq!(web_config["ports"].as_object().map(|p| p.len()), Some(3));
     assert_eq!(web_config["mounts"].as_array().map(|m| m.len()), Some(2));
@@ -2148,5 +2219,209 @@ volumes:
         .unwrap()
         .contains(&serde_json::json!("GREETING=hello world")));
     assert_eq!(web_config["restart"]["MaximumRetryCount"], 3);
-    assert_eq!(comparable(&from_compose[&db])["memory"], 64 * 1024 * 1024);
+    assert_eq!(comparable(&from_compose[&db], &project)["memory"], 64 * 1024 * 1024);
+}
+
+/// The same project through `docker-compose` and through convert + converge: two networks
+/// (one internal) with aliases on each, a named volume, a secret from a file, a restart policy
+/// and memory limit, and profiles (one enabled, one not) respected by both; a dependency on a
+/// service whose profile is off refused by both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn side_by_side_networks_volumes_secrets_and_profiles() {
+    if docker_compose().is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "docker-compose is missing in CI (scripts/lib.sh DW_PACKAGES installs it)"
+        );
+        eprintln!("skipped: docker-compose is not installed (apt-get install docker-compose)");
+        return;
+    }
+    common::ensure_test_image().await;
+    let docker = common::docker().await;
+    let owner = common::TestOwner::new("convert-sbs");
+    let project = common::unique("dwsbs");
+    let api = common::unique("sbsapi");
+    let web = common::unique("sbsweb");
+    let debug = common::unique("sbsdebug");
+    let tools = common::unique("sbstools");
+    let port = free_port();
+    let image = common::TEST_IMAGE;
+    let dir = project_dir_with(&[("token.txt", "t0ken\n")]);
+    let text = format!(
+        r#"services:
+  {api}:
+    image: {image}
+    command: ["httpd", "-f", "-p", "8080"]
+    environment:
+      ROLE: api
+    networks:
+      front:
+        aliases: [api-front]
+      back:
+        aliases: [api-back, store]
+    volumes:
+      - data:/data
+    secrets:
+      - token
+    restart: unless-stopped
+    mem_limit: 32m
+  {web}:
+    image: {image}
+    command: ["httpd", "-f", "-p", "8080"]
+    ports:
+      - "127.0.0.1:{port}:8080"
+    networks: [front]
+    depends_on: [{api}]
+    restart: on-failure:2
+  {debug}:
+    image: {image}
+    command: ["sleep", "600"]
+    profiles: [debug]
+  {tools}:
+    image: {image}
+    command: ["sleep", "600"]
+    profiles: [tools]
+    networks:
+      back:
+        aliases: [toolbox]
+networks:
+  front: {{}}
+  back:
+    internal: true
+volumes:
+  data: {{}}
+secrets:
+  token:
+    file: ./token.txt
+"#
+    );
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(&file, &text).unwrap();
+
+    let guard = ComposeProject {
+        project: project.clone(),
+        file: file.clone(),
+    };
+    compose(&project, &file, &["--profile", "tools", "up", "-d"]);
+    let by_service = |v: &serde_json::Value| {
+        v.pointer("/Config/Labels/com.docker.compose.service")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let from_compose = inspect_labelled(
+        &docker,
+        &format!("com.docker.compose.project={project}"),
+        by_service,
+    )
+    .await;
+    let compose_secret = exec_cat(&from_compose[&api], "/run/secrets/token");
+    drop(guard);
+
+    let mut environment = test_env();
+    environment.insert("COMPOSE_PROJECT_NAME".into(), project.clone());
+    let conversion = convert_with(
+        &text,
+        &ConvertOptions {
+            file_label: "docker-compose.yml".into(),
+            base_dir: dir.path().to_path_buf(),
+            environment: Some(environment),
+            profiles: vec!["tools".into()],
+            output_dir: None,
+        },
+    )
+    .unwrap();
+    let desired = load_documents(&conversion).unwrap();
+    let client = dockwright::docker::Docker::connect().await.unwrap();
+    let runner = dockwright::docker::DockerRunner::new(client.clone(), owner.name());
+    let options = dockwright::converge::ConvergeOptions::new(owner.name());
+    let report = dockwright::converge::converge(&client, &runner, &desired, &options, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(report.converged(), "{report:?}");
+    let by_resource = |v: &serde_json::Value| {
+        v.pointer("/Config/Labels")
+            .and_then(|l| l.get(dockwright::labels::RESOURCE))
+            .and_then(|s| s.as_str())
+            .and_then(|r| r.rsplit('/').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let from_dockwright = inspect_labelled(&docker, &owner.label_filter(), by_resource).await;
+
+    assert_eq!(
+        from_compose.keys().collect::<Vec<_>>(),
+        from_dockwright.keys().collect::<Vec<_>>(),
+        "the same services, by profile"
+    );
+    assert!(!from_compose.contains_key(&debug) && from_compose.contains_key(&tools));
+    for (service, compose_inspect) in &from_compose {
+        let ours = comparable(&from_dockwright[service], &project);
+        let theirs = comparable(compose_inspect, &project);
+        assert_eq!(
+            ours,
+            theirs,
+            "service {service}:\nours   {}\ncompose {}",
+            serde_json::to_string_pretty(&ours).unwrap(),
+            serde_json::to_string_pretty(&theirs).unwrap()
+        );
+    }
+    // The comparison compares something.
+    let api_config = comparable(&from_compose[&api], &project);
+    assert_eq!(
+        api_config["networks"],
+        serde_json::json!({
+            "back": ["api-back", api.as_str(), "store"],
+            "front": ["api-front", api.as_str()],
+        })
+    );
+    assert_eq!(api_config["memory"], 32 * 1024 * 1024);
+    assert_eq!(api_config["restart"]["Name"], "unless-stopped");
+    assert_eq!(api_config["mounts"][0]["Source"], "data");
+    // The secret: a bind mount under Compose, a copied file (0400) here; the same content.
+    assert_eq!(compose_secret, "t0ken\n");
+    assert_eq!(exec_cat(&from_dockwright[&api], "/run/secrets/token"), compose_secret);
+    // The internal network is internal on both sides.
+    let internal = docker
+        .inspect_network(&format!("{project}-back"), None)
+        .await
+        .unwrap()
+        .internal;
+    assert_eq!(internal, Some(true));
+
+    // A dependency on a service whose profile is off: both refuse.
+    let bad = dir.path().join("bad.yml");
+    let bad_project = format!("{project}-bad");
+    let bad_text = format!(
+        "services:\n  {web}:\n    image: {image}\n    depends_on: [{debug}]\n  {debug}:\n    image: {image}\n    profiles: [debug]\n"
+    );
+    std::fs::write(&bad, &bad_text).unwrap();
+    let _bad_guard = ComposeProject {
+        project: bad_project.clone(),
+        file: bad.clone(),
+    };
+    let run = compose_run(&bad_project, &bad, &["up", "--no-start"]);
+    assert!(!run.success(), "{run}");
+    assert!(run.to_string().contains("is not enabled by the active profiles"), "{run}");
+    let err = convert_in(dir.path(), &bad_text).unwrap_err();
+    assert!(
+        err.to_string().contains("is not enabled by the active profiles"),
+        "{err}"
+    );
+}
+
+/// A temporary directory holding `files`.
+fn project_dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    project(files)
+}
+
+/// `docker exec <container> cat <path>`.
+fn exec_cat(inspect: &serde_json::Value, path: &str) -> String {
+    let id = inspect["Id"].as_str().unwrap();
+    let out = std::process::Command::new("docker")
+        .args(["exec", id, "cat", path])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cat {path}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
