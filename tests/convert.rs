@@ -94,7 +94,12 @@ fn document<'a>(c: &'a Conversion, file: &str) -> &'a str {
     &c.documents
         .iter()
         .find(|(f, _)| f == file)
-        .unwrap_or_else(|| panic!("no {file} in {:?}", c.documents.iter().map(|d| &d.0).collect::<Vec<_>>()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no {file} in {:?}",
+                c.documents.iter().map(|d| &d.0).collect::<Vec<_>>()
+            )
+        })
         .1
 }
 
@@ -219,7 +224,10 @@ fn assert_documents_parse(c: &Conversion) {
         } else {
             "Container"
         };
-        assert!(yaml.contains(&format!("\nkind: {kind}\n")), "{file}:\n{yaml}");
+        assert!(
+            yaml.contains(&format!("\nkind: {kind}\n")),
+            "{file}:\n{yaml}"
+        );
     }
 }
 
@@ -587,7 +595,10 @@ fn every_mount_syntax() {
     );
     let shared = volume_of(&c, "team-shared").spec;
     assert_eq!(shared.driver.as_deref(), Some("local"));
-    assert_eq!(shared.labels, BTreeMap::from([("team".to_string(), "core".to_string())]));
+    assert_eq!(
+        shared.labels,
+        BTreeMap::from([("team".to_string(), "core".to_string())])
+    );
     assert_documents_parse(&c);
     // The two bind sources that were warned about are exactly what validation rejects.
     let errors = load_documents(&c).unwrap_err();
@@ -742,7 +753,13 @@ fn unsupported_keys_are_warned_one_per_service_and_key() {
         [attach("shared-back", &["cache"], Some("172.28.0.5"))],
         "external network keeps its name; a fixed address needs the list form"
     );
-    assert_eq!(object_files(&c), ["unsupported-default.network.yaml", "unsupported-front.network.yaml"]);
+    assert_eq!(
+        object_files(&c),
+        [
+            "unsupported-default.network.yaml",
+            "unsupported-front.network.yaml"
+        ]
+    );
     let front = network_of(&c, "unsupported-front").spec;
     assert_eq!(front.driver.as_deref(), Some("bridge"));
     assert_eq!(
@@ -1329,7 +1346,12 @@ fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-fn convert_opts(dir: &Path, text: &str, profiles: &[&str], vars: &[(&str, &str)]) -> Result<Conversion, ConvertError> {
+fn convert_opts(
+    dir: &Path,
+    text: &str,
+    profiles: &[&str],
+    vars: &[(&str, &str)],
+) -> Result<Conversion, ConvertError> {
     let mut environment = test_env();
     for (k, v) in vars {
         environment.insert(k.to_string(), v.to_string());
@@ -1410,7 +1432,11 @@ volumes:
     assert_eq!(spec_of(&all, "web").network, None);
     let solo = spec_of(&all, "solo");
     assert_eq!(
-        (solo.network.as_deref(), solo.network_aliases.clone(), solo.networks.len()),
+        (
+            solo.network.as_deref(),
+            solo.network_aliases.clone(),
+            solo.networks.len()
+        ),
         (Some("app-back"), strings(&["solo"]), 0),
         "one network without a fixed address keeps the single form"
     );
@@ -1425,7 +1451,11 @@ volumes:
     // No default network (nobody is on it), no document for external or unusable names.
     assert_eq!(
         object_files(&c),
-        ["app-front.network.yaml", "app-back.network.yaml", "app-data.volume.yaml"]
+        [
+            "app-front.network.yaml",
+            "app-back.network.yaml",
+            "app-data.volume.yaml"
+        ]
     );
     let front = network_of(&c, "app-front").spec;
     assert_eq!(
@@ -1456,8 +1486,14 @@ volumes:
     );
     let data = volume_of(&c, "app-data").spec;
     assert_eq!(data.driver.as_deref(), Some("local"));
-    assert_eq!(data.driver_options.get("o").map(String::as_str), Some("size=1m"));
-    assert_eq!(data.labels.get("com.example.vol").map(String::as_str), Some("data"));
+    assert_eq!(
+        data.driver_options.get("o").map(String::as_str),
+        Some("size=1m")
+    );
+    assert_eq!(
+        data.labels.get("com.example.vol").map(String::as_str),
+        Some("data")
+    );
     assert_eq!(data.reclaim_policy, dockwright::api::ReclaimPolicy::Retain);
     assert_eq!(
         warnings(&c),
@@ -1473,11 +1509,7 @@ volumes:
     let desired = load_documents(&c).unwrap();
     assert_eq!((desired.networks.len(), desired.volumes.len()), (2, 1));
 
-    let err = convert_in(
-        dir.path(),
-        "services:\n  s: {image: x, networks: [nope]}\n",
-    )
-    .unwrap_err();
+    let err = convert_in(dir.path(), "services:\n  s: {image: x, networks: [nope]}\n").unwrap_err();
     assert_eq!(
         err.to_string(),
         "docker-compose.yml: services.s.networks.nope: undefined network \"nope\"; declare it under the top-level networks"
@@ -1490,12 +1522,18 @@ fn profiles_select_services_as_compose_does() {
     let text = "name: p\nservices:\n  always: {image: x}\n  debug: {image: x, profiles: [debug]}\n  tools: {image: x, profiles: [tools, debug]}\n";
     let converted = |profiles: &[&str], vars: &[(&str, &str)]| {
         let c = convert_opts(dir.path(), text, profiles, vars).unwrap();
-        names(&containers(&c)).iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        names(&containers(&c))
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
     };
     assert_eq!(converted(&[], &[]), ["always"]);
     assert_eq!(converted(&["tools"], &[]), ["always", "tools"]);
     assert_eq!(converted(&["debug"], &[]), ["always", "debug", "tools"]);
-    assert_eq!(converted(&[], &[("COMPOSE_PROFILES", "tools,nothing")]), ["always", "tools"]);
+    assert_eq!(
+        converted(&[], &[("COMPOSE_PROFILES", "tools,nothing")]),
+        ["always", "tools"]
+    );
     assert_eq!(
         converted(&["debug"], &[("COMPOSE_PROFILES", "tools")]),
         ["always", "debug", "tools"],
@@ -1519,8 +1557,18 @@ fn profiles_select_services_as_compose_does() {
         warnings(&c),
         ["services.web.depends_on.db: dropped: \"db\" is not converted (none of its profiles [\"db\"] is active) and the dependency is not required"]
     );
-    let err = convert_opts(dir.path(), "services:\n  a: {image: x, profiles: [a]}\n", &[], &[]).unwrap_err();
-    assert!(err.to_string().contains("no service is enabled by the active profiles"), "{err}");
+    let err = convert_opts(
+        dir.path(),
+        "services:\n  a: {image: x, profiles: [a]}\n",
+        &[],
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no service is enabled by the active profiles"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -1580,8 +1628,18 @@ configs:
             file("/run/secrets/api-token", Some(&token), None, "0440"),
             file("/etc/token", Some(&token), None, "0400"),
             file("/run/secrets/from_env", None, Some("env"), "0400"),
-            file("/app_conf", Some(&path_in(dir.path(), "app.conf")), None, "0444"),
-            file("/etc/app/inline.conf", None, Some("inline = true\n"), "0600"),
+            file(
+                "/app_conf",
+                Some(&path_in(dir.path(), "app.conf")),
+                None,
+                "0444"
+            ),
+            file(
+                "/etc/app/inline.conf",
+                None,
+                Some("inline = true\n"),
+                "0600"
+            ),
             file("/env.conf", None, Some("shell-value"), "0444"),
         ]
     );
@@ -1612,9 +1670,15 @@ configs:
     )
     .unwrap();
     let spec = only_spec(&c);
-    assert_eq!(spec.files[0].source.as_deref(), Some("../secrets/token.txt"));
+    assert_eq!(
+        spec.files[0].source.as_deref(),
+        Some("../secrets/token.txt")
+    );
     assert_eq!(spec.volumes[0].source.as_deref(), Some("../data"));
-    assert_eq!(image_of(&c, "app.yaml").spec.build.unwrap().context, "../web");
+    assert_eq!(
+        image_of(&c, "app.yaml").spec.build.unwrap().context,
+        "../web"
+    );
 
     for (body, want) in [
         ("secrets: [nope]", "docker-compose.yml: services.svc.secrets[0]: undefined secret \"nope\"; declare it under the top-level secrets"),
@@ -1624,8 +1688,15 @@ configs:
         let err = convert_in(dir.path(), &text).unwrap_err();
         assert_eq!(err.to_string(), want);
     }
-    let err = convert_in(dir.path(), "services:\n  s: {image: x, secrets: [t]}\nsecrets:\n  t: {content: x}\n").unwrap_err();
-    assert_eq!(err.to_string(), "docker-compose.yml: secrets.t: needs exactly one of file and environment");
+    let err = convert_in(
+        dir.path(),
+        "services:\n  s: {image: x, secrets: [t]}\nsecrets:\n  t: {content: x}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "docker-compose.yml: secrets.t: needs exactly one of file and environment"
+    );
 }
 
 #[test]
@@ -1678,18 +1749,36 @@ volumes:
     assert_eq!(web.command, Some(strings(&["httpd"])), "command replaced");
     assert_eq!(
         web.env,
-        env(&[("FROM_BASE_ENV", "1"), ("A", "1"), ("B", "three"), ("C", "4")]),
+        env(&[
+            ("FROM_BASE_ENV", "1"),
+            ("A", "1"),
+            ("B", "three"),
+            ("C", "4")
+        ]),
         "environment merged by name; the base's env_file read from its own directory"
     );
     assert_eq!(
-        web.ports.iter().map(|p| p.container_port).collect::<Vec<_>>(),
+        web.ports
+            .iter()
+            .map(|p| p.container_port)
+            .collect::<Vec<_>>(),
         [80, 443]
     );
     assert_eq!(
         web.volumes,
         [
-            mount(VolumeType::Bind, Some(&path_in(dir.path(), "common/data")), "/data", false),
-            mount(VolumeType::Volume, Some(&dns_project(dir.path(), "other")), "/cache", false),
+            mount(
+                VolumeType::Bind,
+                Some(&path_in(dir.path(), "common/data")),
+                "/data",
+                false
+            ),
+            mount(
+                VolumeType::Volume,
+                Some(&dns_project(dir.path(), "other")),
+                "/cache",
+                false
+            ),
         ],
         "the base's relative paths resolve against its file; a mount at the same path replaced"
     );
@@ -1764,10 +1853,18 @@ fn include_adds_the_services_of_other_files() {
     let all = containers(&c);
     assert_eq!(names(&all), ["web", "db", "cache", "nested"]);
     let db = spec_of(&all, "db");
-    assert_eq!(db.image, "busybox:1.36", "interpolated with the included project's .env");
+    assert_eq!(
+        db.image, "busybox:1.36",
+        "interpolated with the included project's .env"
+    );
     assert_eq!(
         db.volumes,
-        [mount(VolumeType::Bind, Some(&path_in(dir.path(), "db/init")), "/init", false)],
+        [mount(
+            VolumeType::Bind,
+            Some(&path_in(dir.path(), "db/init")),
+            "/init",
+            false
+        )],
         "relative to the included file's directory"
     );
     assert_eq!(db.network.as_deref(), Some("inc-back"));
@@ -1777,7 +1874,11 @@ fn include_adds_the_services_of_other_files() {
         [dep("db", DependencyCondition::Started)]
     );
 
-    let err = convert_in(dir.path(), "include: [cache.yml]\nservices:\n  cache: {image: y}\n").unwrap_err();
+    let err = convert_in(
+        dir.path(),
+        "include: [cache.yml]\nservices:\n  cache: {image: y}\n",
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
@@ -1785,12 +1886,17 @@ fn include_adds_the_services_of_other_files() {
             path_in(dir.path(), "cache.yml")
         )
     );
-    let err = convert_in(dir.path(), "include: [loop-a.yml]\nservices:\n  s: {image: y}\n").unwrap_err();
-    assert!(
-        err.to_string().contains("include forms a cycle"),
-        "{err}"
-    );
-    let err = convert_in(dir.path(), "include: [missing.yml]\nservices:\n  s: {image: y}\n").unwrap_err();
+    let err = convert_in(
+        dir.path(),
+        "include: [loop-a.yml]\nservices:\n  s: {image: y}\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("include forms a cycle"), "{err}");
+    let err = convert_in(
+        dir.path(),
+        "include: [missing.yml]\nservices:\n  s: {image: y}\n",
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
@@ -1874,7 +1980,11 @@ impl Drop for ComposeProject {
         for kind in ["container", "network", "volume"] {
             let ls = std::process::Command::new("docker")
                 .args([kind, "ls", "-q", "--filter", &filter])
-                .args(if kind == "container" { &["-a"][..] } else { &[][..] })
+                .args(if kind == "container" {
+                    &["-a"][..]
+                } else {
+                    &[][..]
+                })
                 .output();
             if let Ok(out) = ls {
                 for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
@@ -1955,7 +2065,10 @@ fn comparable(v: &serde_json::Value, project: &str) -> serde_json::Value {
                 .collect();
             aliases.sort();
             aliases.dedup();
-            let key = suffix(&json!(name)).as_str().unwrap_or_default().to_string();
+            let key = suffix(&json!(name))
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             networks.insert(key, json!(aliases));
         }
     }
@@ -2219,7 +2332,10 @@ volumes:
         .unwrap()
         .contains(&serde_json::json!("GREETING=hello world")));
     assert_eq!(web_config["restart"]["MaximumRetryCount"], 3);
-    assert_eq!(comparable(&from_compose[&db], &project)["memory"], 64 * 1024 * 1024);
+    assert_eq!(
+        comparable(&from_compose[&db], &project)["memory"],
+        64 * 1024 * 1024
+    );
 }
 
 /// The same project through `docker-compose` and through convert + converge: two networks
@@ -2380,7 +2496,10 @@ secrets:
     assert_eq!(api_config["mounts"][0]["Source"], "data");
     // The secret: a bind mount under Compose, a copied file (0400) here; the same content.
     assert_eq!(compose_secret, "t0ken\n");
-    assert_eq!(exec_cat(&from_dockwright[&api], "/run/secrets/token"), compose_secret);
+    assert_eq!(
+        exec_cat(&from_dockwright[&api], "/run/secrets/token"),
+        compose_secret
+    );
     // The internal network is internal on both sides.
     let internal = docker
         .inspect_network(&format!("{project}-back"), None)
@@ -2402,10 +2521,15 @@ secrets:
     };
     let run = compose_run(&bad_project, &bad, &["up", "--no-start"]);
     assert!(!run.success(), "{run}");
-    assert!(run.to_string().contains("is not enabled by the active profiles"), "{run}");
+    assert!(
+        run.to_string()
+            .contains("is not enabled by the active profiles"),
+        "{run}"
+    );
     let err = convert_in(dir.path(), &bad_text).unwrap_err();
     assert!(
-        err.to_string().contains("is not enabled by the active profiles"),
+        err.to_string()
+            .contains("is not enabled by the active profiles"),
         "{err}"
     );
 }

@@ -360,7 +360,12 @@ fn compose_app_converts_and_runs() {
         let mut files: Vec<(String, String)> = std::fs::read_dir(d)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), read(&p)))
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    read(&p),
+                )
+            })
             .collect();
         files.sort();
         files
@@ -371,7 +376,11 @@ fn compose_app_converts_and_runs() {
         "manifests/ is what `dockwright convert docker-compose.yml -o manifests` writes"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "one warning (the volume's name): {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one warning (the volume's name): {stderr}"
+    );
 
     let first = run.apply(&dir);
     assert!(first.contains("build "), "the web image is built: {first}");
@@ -384,16 +393,28 @@ fn compose_app_converts_and_runs() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(
-        page,
-        "the store has started 1 time(s)\nthe API token has 21 characters\n",
+        page, "the store has started 1 time(s)\nthe API token has 21 characters\n",
         "{first}"
     );
     assert_eq!(
-        docker_ok(&["network", "inspect", "-f", "{{.Internal}}", "compose-app-back"]),
+        docker_ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.Internal}}",
+            "compose-app-back"
+        ]),
         "true"
     );
     assert_eq!(
-        docker_ok(&["exec", "compose-web", "stat", "-c", "%a", "/run/secrets/api_token"]),
+        docker_ok(&[
+            "exec",
+            "compose-web",
+            "stat",
+            "-c",
+            "%a",
+            "/run/secrets/api_token"
+        ]),
         "400"
     );
     for worker in ["compose-worker-0", "compose-worker-1"] {

@@ -656,7 +656,10 @@ fn expand_paths_skips_compose_files_in_directories() {
         .map(|p| p.strip_prefix(tree.root()).unwrap().display().to_string())
         .collect();
     // Named explicitly, a Compose file is read like any other (and rejected by the parser).
-    assert_eq!(rel, ["app/my-compose.yml", "app/web.yaml", "app/compose.yaml"]);
+    assert_eq!(
+        rel,
+        ["app/my-compose.yml", "app/web.yaml", "app/compose.yaml"]
+    );
 }
 
 #[test]

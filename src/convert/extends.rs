@@ -146,7 +146,11 @@ impl Resolver<'_> {
             Node::Str(s) => (s.clone(), None),
             Node::Map(_) => {
                 let Some(base) = extends.get("service").and_then(Node::scalar_text) else {
-                    return Err(self.err(file, field, "needs service: the service to extend".into()));
+                    return Err(self.err(
+                        file,
+                        field,
+                        "needs service: the service to extend".into(),
+                    ));
                 };
                 for (k, _) in match &extends {
                     Node::Map(e) => e.as_slice(),
@@ -403,7 +407,10 @@ mod tests {
             ("command".into(), Node::Seq(vec![s("a"), s("b")])),
             ("environment".into(), Node::Seq(vec![s("A=1"), s("B=2")])),
             ("ports".into(), Node::Seq(vec![s("80")])),
-            ("volumes".into(), Node::Seq(vec![s("data:/data"), s("./x:/x")])),
+            (
+                "volumes".into(),
+                Node::Seq(vec![s("data:/data"), s("./x:/x")]),
+            ),
         ]);
         let over = Node::Map(vec![
             ("command".into(), Node::Seq(vec![s("c")])),

@@ -147,7 +147,11 @@ impl<'a> Loader<'a> {
         for (n, item) in items.iter().enumerate() {
             let field = format!("include[{n}]");
             let entry = IncludeEntry::read(item).map_err(|m| err(field.clone(), m))?;
-            let paths: Vec<PathBuf> = entry.paths.iter().map(|p| normalise(&dir.join(p))).collect();
+            let paths: Vec<PathBuf> = entry
+                .paths
+                .iter()
+                .map(|p| normalise(&dir.join(p)))
+                .collect();
             let Some(first) = paths.first() else {
                 return Err(err(format!("{field}.path"), "no file to include".into()));
             };
@@ -181,7 +185,10 @@ impl<'a> Loader<'a> {
                         .collect();
                     return Err(err(
                         field,
-                        format!("include forms a cycle (or nests too deep): {}", chain.join(" → ")),
+                        format!(
+                            "include forms a cycle (or nests too deep): {}",
+                            chain.join(" → ")
+                        ),
                     ));
                 }
                 if !path.exists() {
@@ -217,7 +224,10 @@ impl IncludeEntry {
             match n {
                 Node::Seq(items) => items
                     .iter()
-                    .map(|i| i.scalar_text().ok_or_else(|| format!("{what}: expected strings")))
+                    .map(|i| {
+                        i.scalar_text()
+                            .ok_or_else(|| format!("{what}: expected strings"))
+                    })
                     .collect(),
                 other => other
                     .scalar_text()
@@ -286,7 +296,9 @@ fn merge_included(
         if matches!(target, Node::Null) {
             *target = Node::Map(Vec::new());
         }
-        let Node::Map(existing) = target else { continue };
+        let Node::Map(existing) = target else {
+            continue;
+        };
         for (name, def) in defs {
             match existing.iter().find(|(k, _)| *k == name) {
                 Some((_, old)) if section != "services" && *old == def => {}
@@ -294,7 +306,9 @@ fn merge_included(
                     return Err(ConvertError::Invalid {
                         file: label.to_string(),
                         field: format!("{section}.{name}"),
-                        message: format!("also defined by the included file {inc_label}; rename one of them"),
+                        message: format!(
+                            "also defined by the included file {inc_label}; rename one of them"
+                        ),
                     })
                 }
                 None => existing.push((name, def)),

@@ -1,12 +1,16 @@
-//! `dockwright convert`: a Compose file → dockwright manifests (one `Container` per service),
-//! plus a [`Warning`] for everything that has no exact equivalent. The library part: reads the
-//! Compose file, its `.env` and the services' `env_file`s; writing the output is the caller's.
+//! `dockwright convert`: a Compose file → dockwright manifests (a `Container` per service, an
+//! `Image` per build, a `Network` / `Volume` per top-level network and volume in use), plus a
+//! [`Warning`] for everything that has no exact equivalent. The library part: reads the
+//! Compose file, its `.env`, included and extended files, the services' `env_file`s; writing
+//! the output is the caller's.
 //!
 //! Steps: YAML → an order-keeping tree ([`node`]) → `${VAR}` interpolation on every string
-//! ([`interpolate`]; variables from the process environment over `.env`, as Compose) → the
-//! typed Compose model ([`compose`], errors name the field path) → `Container` specs
-//! ([`to_manifests`], whose module doc lists the mapping decisions) → YAML through the real API
-//! types with serde-saphyr, so every document parses back.
+//! ([`interpolate`]; variables from the process environment over `.env`, as Compose) →
+//! `include` and `extends` resolved on the trees ([`load`], [`extends`]) → the typed Compose
+//! model ([`compose`], errors name the field path) → networks and volumes ([`objects`]) and
+//! `Container` specs of the services the profiles enable ([`to_manifests`], whose module doc
+//! lists the mapping decisions) → YAML through the real API types with serde-saphyr, so every
+//! document parses back.
 //!
 //! The project name is Compose's: `COMPOSE_PROJECT_NAME`, else the top-level `name:`, else
 //! the Compose file's directory, normalised as Compose does. It appears only where Compose puts
@@ -327,12 +331,13 @@ fn object_documents(
                 file_name(file)
             );
             let prefix = format!("{}.", d.field);
-            for w in warnings
-                .list
-                .iter()
-                .filter(|w| w.service.is_none() && (w.field == d.field || w.field.starts_with(&prefix)))
-            {
-                out.push_str(&format!("# warning: {}\n", w.to_string().replace('\n', " ")));
+            for w in warnings.list.iter().filter(|w| {
+                w.service.is_none() && (w.field == d.field || w.field.starts_with(&prefix))
+            }) {
+                out.push_str(&format!(
+                    "# warning: {}\n",
+                    w.to_string().replace('\n', " ")
+                ));
             }
             out.push_str(&yaml);
             documents.push((format!("{}.{kind}.yaml", d.name), out));

@@ -52,7 +52,9 @@ pub(crate) struct Objects {
 
 /// Compose key → the name containers use.
 pub(crate) fn names(list: &[(String, Declared)]) -> BTreeMap<String, String> {
-    list.iter().map(|(k, d)| (k.clone(), d.name.clone())).collect()
+    list.iter()
+        .map(|(k, d)| (k.clone(), d.name.clone()))
+        .collect()
 }
 
 /// Converts the top-level definitions.
@@ -93,7 +95,10 @@ fn claim(
     if let Some(other) = taken.insert(d.name.clone(), d.field.clone()) {
         return Err(cx.err(
             &d.field,
-            format!("its resource name {:?} is also the name of {other}; set name: on one of them", d.name),
+            format!(
+                "its resource name {:?} is also the name of {other}; set name: on one of them",
+                d.name
+            ),
         ));
     }
     Ok(())
@@ -136,7 +141,10 @@ fn naming(
         None => {
             let derived = dns_label(&format!("{}-{key}", cx.project));
             if derived.is_empty() {
-                return Err(cx.err(field, "cannot make a resource name from this key; set name: to a DNS label"));
+                return Err(cx.err(
+                    field,
+                    "cannot make a resource name from this key; set name: to a DNS label",
+                ));
             }
             Ok(Naming::Resource(derived))
         }
@@ -246,7 +254,12 @@ fn network(
     }
     let spec = NetworkSpec {
         driver: def.driver.clone(),
-        options: key_values(&format!("{field}.driver_opts"), def.driver_opts.as_ref(), false, w),
+        options: key_values(
+            &format!("{field}.driver_opts"),
+            def.driver_opts.as_ref(),
+            false,
+            w,
+        ),
         labels: key_values(&format!("{field}.labels"), def.labels.as_ref(), true, w),
         internal: def.internal.unwrap_or(false),
         attachable: def.attachable.unwrap_or(false),
@@ -295,7 +308,12 @@ fn volume(
     };
     let spec = VolumeSpec {
         driver: def.driver.clone(),
-        driver_options: key_values(&format!("{field}.driver_opts"), def.driver_opts.as_ref(), false, w),
+        driver_options: key_values(
+            &format!("{field}.driver_opts"),
+            def.driver_opts.as_ref(),
+            false,
+            w,
+        ),
         labels: key_values(&format!("{field}.labels"), def.labels.as_ref(), true, w),
         ..VolumeSpec::default()
     };

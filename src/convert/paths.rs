@@ -116,7 +116,8 @@ pub(super) fn rebase_service(service: &mut Node, dir: &Path) {
                     }
                 }
                 Node::Map(_) => {
-                    let is_bind = v.get("type").and_then(Node::scalar_text).as_deref() == Some("bind");
+                    let is_bind =
+                        v.get("type").and_then(Node::scalar_text).as_deref() == Some("bind");
                     if is_bind {
                         if let Some(source) = get_mut(v, "source") {
                             rebase_str(source, dir);
@@ -171,7 +172,10 @@ mod tests {
         let dir = Path::new("/base/sub");
         let mut service = Node::Map(vec![
             ("build".into(), Node::Str("./web".into())),
-            ("env_file".into(), Node::Seq(vec![Node::Str("a.env".into())])),
+            (
+                "env_file".into(),
+                Node::Seq(vec![Node::Str("a.env".into())]),
+            ),
             (
                 "volumes".into(),
                 Node::Seq(vec![
@@ -182,7 +186,10 @@ mod tests {
             ),
         ]);
         rebase_service(&mut service, dir);
-        assert_eq!(service.get("build"), Some(&Node::Str("/base/sub/web".into())));
+        assert_eq!(
+            service.get("build"),
+            Some(&Node::Str("/base/sub/web".into()))
+        );
         assert_eq!(
             service.get("env_file"),
             Some(&Node::Seq(vec![Node::Str("/base/sub/a.env".into())]))

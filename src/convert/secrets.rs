@@ -147,26 +147,28 @@ fn one(
             }
             spec.source = Some(sc.cx.manifest_path(&host));
         }
-        (None, Some(var), None) => match sc.cx.vars.get(var) {
-            Some(value) => {
-                if kind == Kind::Secret {
-                    w.push(
+        (None, Some(var), None) => {
+            match sc.cx.vars.get(var) {
+                Some(value) => {
+                    if kind == Kind::Secret {
+                        w.push(
                         None,
                         format!("{top}.environment"),
                         format!("the value of {var} is written into the manifests as the file's content: keep them as secret as the variable, or put the value in a file and use file:"),
                     );
+                    }
+                    spec.content = Some(value.clone());
                 }
-                spec.content = Some(value.clone());
-            }
-            None => {
-                sc.warn(
+                None => {
+                    sc.warn(
                     w,
                     &field,
                     format!("{var} is not set in the environment; the {noun} {source:?} is left out"),
                 );
-                return Ok(None);
+                    return Ok(None);
+                }
             }
-        },
+        }
         (None, None, Some(content)) if kind == Kind::Config => {
             spec.content = Some(content.clone());
         }

@@ -5,11 +5,16 @@
 //! Mapping decisions (the design is silent on these):
 //! - Resource name: `container_name` when it is a DNS label, else the service name lowercased
 //!   with `_` and `.` turned into `-` (a warning says when the name changed).
-//! - Named volumes and networks keep the Docker names Compose gives them (`<project>_<key>`, or
-//!   their `name:`; external ones as written), so a converted project reuses the data and
-//!   networks its Compose deployment made. A service without `networks` joins the project's
-//!   default network `<project>_default`, as under Compose; every service on a named network
-//!   gets its service name as an alias, so services still resolve each other by name.
+//! - Top-level networks and volumes become `Network` and `Volume` resources named
+//!   `<project>-<key>` ([`objects`](super::objects) has the rules; external ones are referenced
+//!   by their Docker name). A service without `networks` joins the project's `default`
+//!   network, as under Compose; one network (without a fixed address) is written as
+//!   `network` + `networkAliases`, several as the `networks` list, each with its aliases and
+//!   `ipv4_address`. Every service gets its service name as an alias on each of its networks,
+//!   so services still resolve each other by name.
+//! - Services whose profiles are all inactive are left out ([`profiles`](super::profiles));
+//!   `secrets` and `configs` become `files` ([`secrets`](super::secrets)); `extends` and
+//!   `include` were resolved on the tree before ([`load`](super::load)).
 //! - Compose's default `restart: "no"` is `restartPolicy: Never`; `always` and
 //!   `unless-stopped` are both `Always` (dockwright runs it as Docker's `unless-stopped`).
 //! - Compose pulls only missing images, so `imagePullPolicy` is `IfNotPresent` unless
@@ -18,12 +23,13 @@
 //!   `hostIP: 0.0.0.0` without `hostPort`, which dockwright publishes on a random port too.
 //! - An anonymous volume becomes the named volume `<project>_<resource>_<target path>`, so its
 //!   data survives a recreate as under Compose (warned: all replicas share it).
-//! - Bind-mount sources are written as absolute paths (the output directory is not known here).
+//! - Host paths (bind-mount sources, build contexts, file sources) are written relative to the
+//!   output directory when the caller gives it (`convert -o DIR`), else absolute.
 //! - `privileged`, `cap_add`, `cap_drop`, `devices`, `pid: host` and `ipc: host` are written
 //!   as they are ([`security`](super::security)); the agent's policy refuses them unless it
 //!   allows each. `deploy.update_config` becomes `strategy` ([`rollout`](super::rollout)).
 //! - `build` becomes an `Image` of the service's resource name with `build` (context written
-//!   as an absolute path, `dockerfile` relative to it as in Compose, `args`, `target`,
+//!   as a host path, `dockerfile` relative to it as in Compose, `args`, `target`,
 //!   `labels`) whose `ref` is the service's `image:` (else Compose v2's default name
 //!   `<project>-<service>`); the `Container` names that `Image`. A build arg without a value
 //!   (taken from the environment by Compose) is dropped with a warning.
@@ -34,11 +40,11 @@ use std::path::Path;
 use super::compose::{
     Build, ComposeFile, DependsOn, Healthcheck as ComposeHealthcheck, ListOrMap, Service, Words,
 };
-use super::objects::Objects;
-use super::profiles::Active;
 use super::dotenv::parse_env_file;
 use super::mounts::{resolve_host_path, tmpfs_mount, volume, MountCx};
+use super::objects::Objects;
 use super::ports::{expose, port};
+use super::profiles::Active;
 use super::rollout::strategy;
 use super::security::security;
 use super::units::{cpu_quantity, parse_duration, size_quantity};
@@ -69,7 +75,9 @@ impl Context<'_> {
     pub(super) fn manifest_path(&self, path: &Path) -> String {
         match self.output_dir {
             Some(dir) => {
-                let rel = super::paths::relative_to(path, dir).to_string_lossy().into_owned();
+                let rel = super::paths::relative_to(path, dir)
+                    .to_string_lossy()
+                    .into_owned();
                 if rel == "." || rel.starts_with("../") || rel == ".." {
                     rel
                 } else {
@@ -490,14 +498,17 @@ fn replicas(sc: &ServiceCx<'_>, s: &Service, w: &mut Warnings) -> Result<u32, Co
     Ok(from_deploy.or(s.scale).unwrap_or(1))
 }
 
-/// `(network, aliases, networks)`: one network with its aliases as `network` and
-/// `networkAliases`; several (or one with a fixed address) as `networks`.
+/// A container's networks as written: `(network, networkAliases, networks)`.
+type Networks = (Option<String>, Vec<String>, Vec<NetworkAttachment>);
+
+/// One network with its aliases as `network` and `networkAliases`; several (or one with a
+/// fixed address) as `networks`.
 fn network(
     sc: &ServiceCx<'_>,
     s: &Service,
     t: &Tables<'_>,
     w: &mut Warnings,
-) -> Result<(Option<String>, Vec<String>, Vec<NetworkAttachment>), ConvertError> {
+) -> Result<Networks, ConvertError> {
     if let Some(mode) = s.network_mode.as_deref() {
         if s.networks.is_some() {
             return Err(sc.err(
@@ -506,7 +517,9 @@ fn network(
             ));
         }
         match mode {
-            "host" | "none" | "bridge" => return Ok((Some(mode.to_string()), Vec::new(), Vec::new())),
+            "host" | "none" | "bridge" => {
+                return Ok((Some(mode.to_string()), Vec::new(), Vec::new()))
+            }
             m if m.starts_with("service:") || m.starts_with("container:") => {
                 sc.warn(
                     w,
@@ -514,7 +527,13 @@ fn network(
                     format!("{m:?} (sharing another container's network) is not supported; the service joins the project network instead"),
                 );
             }
-            m => return Ok((Some(m.to_string()), vec![sc.service.to_string()], Vec::new())),
+            m => {
+                return Ok((
+                    Some(m.to_string()),
+                    vec![sc.service.to_string()],
+                    Vec::new(),
+                ))
+            }
         }
     }
     let attachments: Vec<(String, Option<&super::compose::NetworkAttachment>)> = match &s.networks {
