@@ -1917,7 +1917,8 @@ proptest::proptest! {
         key in proptest::sample::select(vec![
             "ports", "volumes", "command", "entrypoint", "environment", "healthcheck", "restart",
             "deploy", "labels", "tmpfs", "networks", "depends_on", "mem_limit", "cpus", "expose",
-            "stop_grace_period", "build", "env_file",
+            "stop_grace_period", "build", "env_file", "profiles", "secrets", "configs",
+            "extends",
         ]),
         value in "[ -~]{0,30}",
     ) {
@@ -1925,6 +1926,8 @@ proptest::proptest! {
         let text = format!("services:\n  s:\n    image: x\n    {key}: {value:?}\n");
         let _ = convert_in(dir.path(), &text);
         let text = format!("services:\n  s:\n    image: x\n    {key}: [{value:?}]\n");
+        let _ = convert_in(dir.path(), &text);
+        let text = format!("include: [{value:?}]\nsecrets:\n  s: {{file: {value:?}}}\nnetworks:\n  n: {{ipam: {{config: [{{subnet: {value:?}}}]}}}}\nservices:\n  s: {{image: x, networks: [n], secrets: [s]}}\n");
         let _ = convert_in(dir.path(), &text);
     }
 }
