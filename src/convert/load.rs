@@ -91,11 +91,25 @@ impl<'a> Loader<'a> {
         project_dir: &Path,
         vars: &BTreeMap<String, String>,
     ) -> Result<Node, ConvertError> {
+        let label = path.display().to_string();
+        // Refuse devices, FIFOs and huge files before reading them.
+        let meta = std::fs::metadata(path).map_err(|source| ConvertError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !meta.is_file() || meta.len() > crate::source::MAX_FILE_BYTES as u64 {
+            return Err(ConvertError::Yaml {
+                file: label,
+                message: format!(
+                    "not a regular file of at most {} bytes",
+                    crate::source::MAX_FILE_BYTES
+                ),
+            });
+        }
         let text = std::fs::read_to_string(path).map_err(|source| ConvertError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let label = path.display().to_string();
         let mut tree = self.parse(&text, &label, vars)?;
         rebase_file(&mut tree, project_dir);
         Ok(tree)
