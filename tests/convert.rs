@@ -1,7 +1,10 @@
-//! `dockwright convert` over the Compose corpus in `tests/compose/`: exact specs parsed back
-//! from the produced YAML, the warnings for what cannot be expressed, errors that name the
-//! field, and every produced document accepted by the file source. The round trip against the
-//! real `docker-compose` lives at the end (skipped when the tool or test image is missing).
+//! `dockwright convert` over the Compose corpus in `tests/compose/` and small projects written
+//! by the tests (networks and volumes, profiles, secrets and configs, extends, include): exact
+//! specs parsed back from the produced YAML, the warnings for what cannot be expressed, errors
+//! that name the field, and every produced document accepted by the file source. The side by
+//! side runs against the real `docker-compose` (Debian's 1.29) live at the end (skipped when
+//! the tool is missing): the same file brought up by both, the containers compared field by
+//! field.
 
 mod common;
 
