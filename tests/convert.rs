@@ -2346,8 +2346,8 @@ volumes:
 
 /// The same project through `docker-compose` and through convert + converge: two networks
 /// (one internal) with aliases on each, a named volume, a secret from a file, a restart policy
-/// and memory limit, and profiles (one enabled, one not) respected by both; a dependency on a
-/// service whose profile is off refused by both.
+/// and memory limit, `extends` from another file, and profiles (one enabled, one not)
+/// respected by both; a dependency on a service whose profile is off refused by both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn side_by_side_networks_volumes_secrets_and_profiles() {
     if docker_compose().is_none() {
@@ -2368,7 +2368,13 @@ async fn side_by_side_networks_volumes_secrets_and_profiles() {
     let tools = common::unique("sbstools");
     let port = free_port();
     let image = common::TEST_IMAGE;
-    let dir = project_dir_with(&[("token.txt", "t0ken\n")]);
+    let dir = project_dir_with(&[
+        ("token.txt", "t0ken\n"),
+        (
+            "common/base.yml",
+            "services:\n  base:\n    environment: [FROM_BASE=1, SHARED=base]\n    mem_limit: 24m\n    restart: on-failure:4\n",
+        ),
+    ]);
     let text = format!(
         r#"services:
   {api}:
@@ -2400,8 +2406,13 @@ async fn side_by_side_networks_volumes_secrets_and_profiles() {
     command: ["sleep", "600"]
     profiles: [debug]
   {tools}:
+    extends:
+      file: common/base.yml
+      service: base
     image: {image}
     command: ["sleep", "600"]
+    environment:
+      SHARED: tools
     profiles: [tools]
     networks:
       back:
@@ -2500,6 +2511,13 @@ secrets:
     assert_eq!(api_config["memory"], 32 * 1024 * 1024);
     assert_eq!(api_config["restart"]["Name"], "unless-stopped");
     assert_eq!(api_config["mounts"][0]["Source"], "data");
+    // `extends` from another file merged alike: environment by name, the rest inherited.
+    let tools_config = comparable(&from_compose[&tools], &project);
+    assert!(tools_config["env"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("SHARED=tools")));
+    assert_eq!(tools_config["memory"], 24 * 1024 * 1024);
     // The secret: a bind mount under Compose, a copied file (0400) here; the same content.
     assert_eq!(compose_secret, "t0ken\n");
     assert_eq!(
