@@ -169,9 +169,14 @@ struct StatusArgs {
 struct ConvertArgs {
     /// The Compose file.
     file: PathBuf,
-    /// Directory to write one manifest per service into (default: print one stream to stdout).
+    /// Directory to write one manifest per service, network and volume into (host paths are
+    /// then written relative to it); default: print one stream to stdout.
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// Activate a Compose profile (repeatable; default: `COMPOSE_PROFILES`). Services with
+    /// profiles are converted only when one of theirs is active.
+    #[arg(long = "profile", value_name = "NAME")]
+    profiles: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -856,7 +861,11 @@ async fn status(args: StatusArgs) -> anyhow::Result<u8> {
 }
 
 fn convert(args: ConvertArgs) -> anyhow::Result<u8> {
-    let conversion = dockwright::convert::convert_file(&args.file)?;
+    let conversion = dockwright::convert::convert_file_with(
+        &args.file,
+        args.profiles.clone(),
+        args.output.clone(),
+    )?;
     for warning in &conversion.warnings {
         eprintln!("warning: {warning}");
     }
