@@ -518,7 +518,8 @@ fn the_follower_swaps_only_whole_good_revisions() {
         path: "m".into(),
         poll: Duration::from_secs(60),
         state_dir: state.path().join("git"),
-        ssh_command: None,
+        auth: Default::default(),
+        load: Default::default(),
     };
     let mut follower = GitFollower::new(options.clone());
     let snapshot = follower
