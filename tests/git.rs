@@ -559,3 +559,162 @@ fn the_follower_swaps_only_whole_good_revisions() {
     assert_eq!(resumed.revision.as_deref(), Some(first.as_str()));
     assert_eq!(resumed.desired.containers.len(), 1);
 }
+
+/// Every file under `dir` (recursively) whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// A follower of `url` with `auth` (no Docker).
+fn follower(
+    url: &str,
+    auth: dockwright::source::git::GitAuth,
+    state: &std::path::Path,
+) -> dockwright::source::git::GitFollower {
+    dockwright::source::git::GitFollower::new(dockwright::source::git::GitOptions {
+        url: url.to_string(),
+        reference: None,
+        path: "".into(),
+        poll: Duration::from_secs(60),
+        state_dir: state.join("git"),
+        auth,
+        load: Default::default(),
+    })
+}
+
+/// Smart HTTP through the follower alone: a token goes as the basic-auth password, the
+/// private CA is required (the system roots do not know it), no credentials or wrong ones
+/// are a clear fetch error without the secret, and nothing of the secret lands on disk.
+#[test]
+fn https_credentials_come_from_files_and_the_private_ca_is_required() {
+    use dockwright::source::git::{GitAuth, HttpCredentials, HttpSecret};
+
+    let repo = TestRepo::new();
+    let password = "pa55-https-9f3e1c";
+    let server = common::git_servers::HttpsGit::serve(&repo.served, "dwuser", password);
+    repo.write("a.yaml", &container("fh-a", ""));
+    let first = repo.commit("first");
+    let url = server.url("ops.git");
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secrets.path().join("token");
+    std::fs::write(&token_file, format!("{password}\n")).unwrap();
+    let wrong_file = secrets.path().join("wrong");
+    std::fs::write(&wrong_file, "not-the-password\n").unwrap();
+    let auth = |file: &std::path::Path, ca: bool| GitAuth {
+        http: Some(HttpCredentials {
+            username: Some("dwuser".into()),
+            secret: HttpSecret::TokenFile(file.to_path_buf()),
+        }),
+        ca_file: ca.then(|| server.ca.ca_pem.clone()),
+        ssh: None,
+    };
+    let fetch_error = |auth: GitAuth| {
+        let state = tempfile::tempdir().unwrap();
+        let mut f = follower(&url, auth, state.path());
+        assert!(f.poll_once().is_none(), "nothing is published");
+        let status = format!("{:?}", f.status());
+        assert!(!status.contains(password), "{status}");
+        let e = f.status().fetch_error.clone().expect("the fetch failed");
+        eprintln!("fetch error: {e}");
+        e
+    };
+
+    let e = fetch_error(auth(&token_file, false));
+    assert!(
+        e.contains("certificate") || e.contains("UnknownIssuer"),
+        "without the CA: {e}"
+    );
+    let e = fetch_error(GitAuth {
+        ca_file: Some(server.ca.ca_pem.clone()),
+        ..GitAuth::default()
+    });
+    assert!(e.contains("--git-token-file"), "without credentials: {e}");
+    let e = fetch_error(auth(&wrong_file, true));
+    assert!(e.contains("not accepted"), "wrong credentials: {e}");
+    assert!(!e.contains("not-the-password"), "{e}");
+
+    let state = tempfile::tempdir().unwrap();
+    let mut f = follower(&url, auth(&token_file, true), state.path());
+    let snapshot = f.poll_once().expect("converges with the token");
+    assert_eq!(snapshot.revision.as_deref(), Some(first.as_str()));
+    assert!(f.status().fetch_error.is_none());
+    assert!(
+        files_containing(state.path(), password).is_empty(),
+        "the password is nowhere on disk"
+    );
+    assert!(server.served.load(std::sync::atomic::Ordering::SeqCst) > 0);
+}
+
+/// SSH through the follower alone: with the pinned host key it fetches; once the server's
+/// host key changes, the fetch fails with a message naming the host, nothing is published,
+/// and the known_hosts file is left as it was (never trusted on first use, never updated).
+#[test]
+fn ssh_fetches_only_from_the_pinned_host_key() {
+    use dockwright::source::git::{GitAuth, SshAuth};
+
+    let repo = TestRepo::new();
+    let mut sshd = common::git_servers::Sshd::start();
+    repo.write("a.yaml", &container("fs-a", ""));
+    let first = repo.commit("first");
+    let url = sshd.url(&repo.bare);
+    let auth = GitAuth {
+        ssh: Some(SshAuth {
+            key: Some(sshd.client_key.clone()),
+            known_hosts: sshd.known_hosts.clone(),
+        }),
+        ..GitAuth::default()
+    };
+    let pinned = std::fs::read_to_string(&sshd.known_hosts).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut f = follower(&url, auth, state.path());
+    let snapshot = f.poll_once();
+    assert!(
+        f.status().fetch_error.is_none(),
+        "{:?}",
+        f.status().fetch_error
+    );
+    assert_eq!(
+        snapshot.expect("published").revision.as_deref(),
+        Some(first.as_str())
+    );
+
+    sshd.swap_host_key();
+    repo.write(
+        "a.yaml",
+        &container("fs-a", "  env: [{name: X, value: y}]\n"),
+    );
+    repo.commit("second");
+    assert!(f.poll_once().is_none(), "nothing from a changed host");
+    let e = f.status().fetch_error.clone().expect("the fetch failed");
+    eprintln!("fetch error: {e}");
+    assert!(
+        e.contains(&format!(
+            "host key for 127.0.0.1:{} does not match the pinned known_hosts",
+            sshd.port
+        )),
+        "{e}"
+    );
+    assert_eq!(f.status().applied_revision.as_deref(), Some(first.as_str()));
+    assert_eq!(std::fs::read_to_string(&sshd.known_hosts).unwrap(), pinned);
+}

@@ -126,9 +126,7 @@ impl AgeIdentities {
             .read_to_end(&mut plaintext)
             .map_err(|e| format!("cannot be decrypted: {e}"))?;
         if plaintext.len() as u64 > limit {
-            return Err(format!(
-                "decrypts to more than the limit of {limit} bytes"
-            ));
+            return Err(format!("decrypts to more than the limit of {limit} bytes"));
         }
         Ok(plaintext)
     }
@@ -143,9 +141,7 @@ fn describe(error: &age::DecryptError, identities: &AgeIdentities) -> String {
         ),
         age::DecryptError::InvalidHeader
         | age::DecryptError::UnknownFormat
-        | age::DecryptError::Io(_) => {
-            "is not an age-encrypted file (the name ends in .age)".into()
-        }
+        | age::DecryptError::Io(_) => "is not an age-encrypted file (the name ends in .age)".into(),
         other => format!("cannot be decrypted: {other}"),
     }
 }
@@ -231,7 +227,9 @@ VnFqNjZhbjhNQ29OSTN2ekN4WFhUUmcKsQgE8KJF3D34baKWkCioqcVC8zZhkwsK
         assert!(ids.recipients()[0].starts_with("age1"));
         let e = AgeIdentities::parse("# only comments\n").err().unwrap();
         assert!(e.contains("no AGE-SECRET-KEY"), "{e}");
-        let e = AgeIdentities::parse("AGE-SECRET-KEY-1NOTAKEY\n").err().unwrap();
+        let e = AgeIdentities::parse("AGE-SECRET-KEY-1NOTAKEY\n")
+            .err()
+            .unwrap();
         assert!(e.contains("line 1") && !e.contains("NOTAKEY"), "{e}");
         assert!(!format!("{ids:?}").contains("AGE-SECRET"));
     }
@@ -247,7 +245,10 @@ VnFqNjZhbjhNQ29OSTN2ekN4WFhUUmcKsQgE8KJF3D34baKWkCioqcVC8zZhkwsK
         let e = identities(OTHER_KEY)
             .decrypt(ARMORED.as_bytes(), 1024)
             .unwrap_err();
-        assert!(e.contains("not encrypted to any key") && e.contains("/keys/agent.txt"), "{e}");
+        assert!(
+            e.contains("not encrypted to any key") && e.contains("/keys/agent.txt"),
+            "{e}"
+        );
         assert!(!e.contains("s3cret") && !e.contains("AGE-SECRET"), "{e}");
     }
 
@@ -270,6 +271,9 @@ VnFqNjZhbjhNQ29OSTN2ekN4WFhUUmcKsQgE8KJF3D34baKWkCioqcVC8zZhkwsK
         let Err(e) = read_age_file(Path::new("/r/pw.age"), None, 10, "secret file") else {
             panic!("decrypted without an identity");
         };
-        assert!(e.contains("/r/pw.age") && e.contains("--age-identity"), "{e}");
+        assert!(
+            e.contains("/r/pw.age") && e.contains("--age-identity"),
+            "{e}"
+        );
     }
 }

@@ -249,9 +249,8 @@ impl HttpCredentials {
                     && h.get(scheme.len()).is_none_or(|b| *b == b' ')
             })
         };
-        let bearer = matches!(self.secret, HttpSecret::TokenFile(_))
-            && offers("bearer")
-            && !offers("basic");
+        let bearer =
+            matches!(self.secret, HttpSecret::TokenFile(_)) && offers("bearer") && !offers("basic");
         Ok(if bearer {
             gix::sec::identity::Credentials::Encoded {
                 authtype: "Bearer".into(),
@@ -346,8 +345,7 @@ impl SshAuth {
                 "host key for {host} does not match the pinned known_hosts ({file}); the fetch was refused. If the server's key was rotated on purpose, put its new key in {file}"
             ));
         }
-        if log.contains("host key is known for") || log.contains("Host key verification failed")
-        {
+        if log.contains("host key is known for") || log.contains("Host key verification failed") {
             return Some(format!(
                 "no host key for {host} is pinned in the known_hosts ({file}); the fetch was refused (host keys are never trusted on first use)"
             ));
@@ -426,10 +424,11 @@ mod tests {
             let e = token.check(url).unwrap_err();
             assert!(e.contains(needle) && !e.contains("tok3n"), "{url}: {e}");
         }
-        let e = GitAuth::default()
-            .check("ssh://git:pw@h/r")
-            .unwrap_err();
-        assert!(e.contains("password in an SSH URL") && !e.contains("pw@"), "{e}");
+        let e = GitAuth::default().check("ssh://git:pw@h/r").unwrap_err();
+        assert!(
+            e.contains("password in an SSH URL") && !e.contains("pw@"),
+            "{e}"
+        );
         let password = GitAuth {
             http: Some(HttpCredentials {
                 username: None,
@@ -455,7 +454,10 @@ mod tests {
             }),
             ..GitAuth::default()
         };
-        assert!(empty.check("ssh://git@h/r").unwrap_err().contains("no host key"));
+        assert!(empty
+            .check("ssh://git@h/r")
+            .unwrap_err()
+            .contains("no host key"));
     }
 
     #[test]

@@ -126,7 +126,8 @@ impl Fetcher {
 
     fn open_repo(&self) -> Result<gix::Repository, FetchError> {
         let opened = if self.repo_dir.join("HEAD").exists() {
-            gix::open_opts(&self.repo_dir, gix::open::Options::isolated()).map_err(|e| e.to_string())
+            gix::open_opts(&self.repo_dir, gix::open::Options::isolated())
+                .map_err(|e| e.to_string())
         } else {
             std::fs::create_dir_all(&self.repo_dir)
                 .map_err(|e| e.to_string())
@@ -163,15 +164,17 @@ impl Fetcher {
     fn http_options(&self, repo: &gix::Repository) -> Result<Box<dyn std::any::Any>, FetchError> {
         let mut options = repo
             .transport_options(self.url.as_str(), None)
-            .map_err(|e| self.error("configuring HTTP for", e))?
-            .ok_or_else(|| self.error("configuring HTTP for", "this build has no HTTP transport"))?;
+            .map_err(|e| self.error("configuring HTTP for", chain(&e)))?
+            .ok_or_else(|| {
+                self.error("configuring HTTP for", "this build has no HTTP transport")
+            })?;
         let Some(http_options) = options.downcast_mut::<http::Options>() else {
             return Err(self.error("configuring HTTP for", "unexpected transport options"));
         };
         let certs = match &self.auth.ca_file {
-            Some(path) => {
-                Some(auth::ca_certificates(path).map_err(|e| self.error("configuring HTTP for", e))?)
-            }
+            Some(path) => Some(
+                auth::ca_certificates(path).map_err(|e| self.error("configuring HTTP for", e))?,
+            ),
             None => None,
         };
         // reqwest uses the process-wide rustls provider; make sure there is one (ring).
@@ -222,13 +225,14 @@ impl Fetcher {
             .with_fetch_tags(gix::remote::fetch::Tags::None)
             .with_refspecs(Some(refspec.as_str()), Direction::Fetch)
             .map_err(|e| self.error("building the refspec for", e))?;
-        let transport = auth::transport_of(&self.url).map_err(|e| self.error("parsing the URL", e))?;
+        let transport =
+            auth::transport_of(&self.url).map_err(|e| self.error("parsing the URL", e))?;
         if transport == Transport::Ssh {
             let _ = std::fs::remove_file(self.ssh_log());
         }
         let mut connection = remote
             .connect(Direction::Fetch)
-            .map_err(|e| self.error("connecting to", e))?;
+            .map_err(|e| self.error("connecting to", chain(&e)))?;
         if matches!(transport, Transport::Http | Transport::Https) {
             connection = connection.with_transport_options(self.http_options(&repo)?);
         }
@@ -237,7 +241,15 @@ impl Fetcher {
             connection.with_credentials(move |action| answer_challenge(http.as_ref(), action));
         let prepared = connection
             .prepare_fetch(gix::progress::Discard, Default::default())
-            .map_err(|e| self.explain_ssh(self.error("listing the refs of", e)))?;
+            .map_err(|e| {
+                let mut error = self.explain_ssh(self.error("listing the refs of", chain(&e)));
+                if error.message.contains("UnknownIssuer") {
+                    error.message.push_str(
+                        " (a server certificate from a private CA: give the CA with --git-ca-file)",
+                    );
+                }
+                error
+            })?;
         let advertised = prepared
             .ref_map()
             .mappings
@@ -256,7 +268,7 @@ impl Fetcher {
         prepared
             .with_shallow(depth)
             .receive(gix::progress::Discard, &AtomicBool::new(false))
-            .map_err(|e| self.explain_ssh(self.error("fetching from", e)))?;
+            .map_err(|e| self.explain_ssh(self.error("fetching from", chain(&e))))?;
         let commit = repo
             .find_reference(TARGET_REF)
             .map_err(|e| self.error("reading the fetched ref of", e))?
@@ -302,3 +314,19 @@ fn answer_challenge(
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct AuthRequired(String);
+
+/// The messages of `error` and its sources, joined with `: ` (gix's `Display` shows only the
+/// outermost one, "Transport handshake failed", which says nothing of the cause).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        // Wrappers often repeat their source's message; keep each once.
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}

@@ -166,6 +166,11 @@ impl GitFollower {
         follower
     }
 
+    /// The status after the last poll (what `/state` shows).
+    pub fn status(&self) -> &GitStatus {
+        &self.status
+    }
+
     /// The snapshot in effect (before [`Self::start`]: the resumed one, if any).
     pub fn snapshot(&self) -> DesiredSnapshot {
         self.published.clone()
