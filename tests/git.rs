@@ -718,3 +718,327 @@ fn ssh_fetches_only_from_the_pinned_host_key() {
     assert_eq!(f.status().applied_revision.as_deref(), Some(first.as_str()));
     assert_eq!(std::fs::read_to_string(&sshd.known_hosts).unwrap(), pinned);
 }
+
+/// The agent over smart HTTPS with a user and password file: wrong credentials are a clear
+/// fetch error and create nothing; the right ones converge; the password appears in no log,
+/// endpoint or file of the agent's state.
+#[tokio::test]
+async fn https_agent_converges_with_good_credentials_and_wrong_ones_change_nothing() {
+    ensure_test_image().await;
+    let docker = common::docker().await;
+    let owner = TestOwner::new("12-https");
+    let repo = TestRepo::new();
+    let password = "pa55-agent-7c1d2e";
+    let server = common::git_servers::HttpsGit::serve(&repo.served, "dwuser", password);
+    let a = unique("gs-a");
+    repo.write("a.yaml", &container(&a, ""));
+    let first = repo.commit("first");
+    let secrets = tempfile::tempdir().unwrap();
+    let (good, wrong) = (
+        secrets.path().join("password"),
+        secrets.path().join("wrong"),
+    );
+    std::fs::write(&good, format!("{password}\n")).unwrap();
+    std::fs::write(&wrong, "wr0ng-password-55\n").unwrap();
+    let ca = server.ca.ca_pem.to_str().unwrap().to_string();
+    let flags = |file: &std::path::Path| {
+        vec![
+            "--git-username".to_string(),
+            "dwuser".into(),
+            "--git-password-file".into(),
+            file.to_str().unwrap().into(),
+            "--git-ca-file".into(),
+            ca.clone(),
+        ]
+    };
+
+    let wrong_flags = flags(&wrong);
+    let agent = Agent::start(
+        &owner,
+        &server.url("ops.git"),
+        &wrong_flags.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let source = agent
+        .eventually("the refused credentials reported", async || {
+            agent.source().filter(|s| s["fetchError"].is_string())
+        })
+        .await;
+    let error = source["fetchError"].as_str().unwrap();
+    assert!(error.contains("were not accepted"), "{error}");
+    assert!(source["appliedRevision"].is_null());
+    assert!(gone(&docker, &a).await, "nothing is created");
+    assert!(!agent.log_text().contains("wr0ng-password-55"));
+    drop(agent);
+
+    let good_flags = flags(&good);
+    let agent = Agent::start(
+        &owner,
+        &server.url("ops.git"),
+        &good_flags.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    agent.applied(&first).await;
+    agent
+        .eventually("a running", async || running_id(&docker, &a).await)
+        .await;
+    let (_, state) = agent.get("/state");
+    let (_, metrics) = agent.get("/metrics");
+    for (what, text) in [
+        ("/state", state),
+        ("/metrics", metrics),
+        ("the log", agent.log_text()),
+    ] {
+        assert!(!text.contains(password), "the password is in {what}");
+    }
+    assert_eq!(
+        files_containing(agent._state.path(), password),
+        Vec::<std::path::PathBuf>::new(),
+        "the password is in no file of the agent's state"
+    );
+}
+
+/// The agent over SSH with a deploy key and a pinned known_hosts: converges; once the host
+/// key changes, a new commit is not fetched, the error names the host, and the running
+/// container is left alone.
+#[tokio::test]
+async fn ssh_agent_refuses_a_swapped_host_key_and_changes_nothing() {
+    ensure_test_image().await;
+    let docker = common::docker().await;
+    let owner = TestOwner::new("12-ssh");
+    let repo = TestRepo::new();
+    let mut sshd = common::git_servers::Sshd::start();
+    let a = unique("gk-a");
+    repo.write("a.yaml", &container(&a, ""));
+    let first = repo.commit("first");
+    let agent = Agent::start(
+        &owner,
+        &sshd.url(&repo.bare),
+        &[
+            "--git-ssh-key",
+            sshd.client_key.to_str().unwrap(),
+            "--git-known-hosts",
+            sshd.known_hosts.to_str().unwrap(),
+        ],
+    );
+    agent.applied(&first).await;
+    let a1 = agent
+        .eventually("a running", async || running_id(&docker, &a).await)
+        .await;
+
+    // A poll already connected when the key changes may still finish; wait for the first
+    // refused one before committing.
+    sshd.swap_host_key();
+    let expected = format!(
+        "host key for 127.0.0.1:{} does not match the pinned known_hosts",
+        sshd.port
+    );
+    let source = agent
+        .eventually("the host key mismatch reported", async || {
+            agent.source().filter(|s| {
+                s["fetchError"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(&expected))
+            })
+        })
+        .await;
+    repo.write(
+        "a.yaml",
+        &container(&a, "  env: [{name: MODE, value: two}]\n"),
+    );
+    repo.commit("after the host key changed");
+    let failures = source["fetchFailures"].as_u64().unwrap();
+    let source = agent
+        .eventually("more refused polls", async || {
+            agent
+                .source()
+                .filter(|s| s["fetchFailures"].as_u64().unwrap_or(0) >= failures + 2)
+        })
+        .await;
+    assert_eq!(
+        source["appliedRevision"],
+        first.as_str(),
+        "{}",
+        agent.log_text()
+    );
+    assert!(agent.log_text().contains(&expected), "the log says so too");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(running_id(&docker, &a).await.as_deref(), Some(a1.as_str()));
+}
+
+/// Runs the Debian `age` CLI (never the code under test) to encrypt `plaintext` to `recipient`.
+fn age_encrypt(recipient: &str, plaintext: &str, out: &std::path::Path, armor: bool) {
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let mut cmd = std::process::Command::new("age");
+    cmd.args(["-r", recipient]);
+    if armor {
+        cmd.arg("-a");
+    }
+    let mut child = cmd
+        .arg("-o")
+        .arg(out)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run age (Debian's age package)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(plaintext.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// `age-keygen -o FILE`; returns the public key.
+fn age_keygen(file: &std::path::Path) -> String {
+    let out = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(file)
+        .output()
+        .expect("run age-keygen");
+    assert!(out.status.success());
+    let out = std::process::Command::new("age-keygen")
+        .arg("-y")
+        .arg(file)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// age-encrypted secrets in the repository: with the wrong identity the revision fails with
+/// the file and resource named and nothing is created; with the right one the secret env and
+/// the secret file reach the container, and the plaintext is nowhere else: not in `/state`,
+/// the metrics, the log, the container's labels or any file of the agent's state (the
+/// checkout holds only the encrypted files). `diff -f` takes `--age-identity` too.
+#[tokio::test]
+async fn an_age_encrypted_secret_reaches_the_container_and_nothing_else() {
+    ensure_test_image().await;
+    let docker = common::docker().await;
+    let owner = TestOwner::new("12-age");
+    let repo = TestRepo::new();
+    let daemon = GitDaemon::serve(&repo);
+    let keys = tempfile::tempdir().unwrap();
+    let (key, other) = (keys.path().join("key.txt"), keys.path().join("other.txt"));
+    let recipient = age_keygen(&key);
+    age_keygen(&other);
+    let (env_secret, file_secret) = (unique("dw-age-env"), unique("dw-age-file"));
+    age_encrypt(
+        &recipient,
+        &format!("{env_secret}\n"),
+        &repo.work.join("secrets/db.age"),
+        false,
+    );
+    age_encrypt(
+        &recipient,
+        &file_secret,
+        &repo.work.join("secrets/token.age"),
+        true,
+    );
+    let a = unique("ga-a");
+    repo.write(
+        "app.yaml",
+        &container(
+            &a,
+            "  env:\n  - name: DB_PASSWORD\n    valueFrom: {file: secrets/db.age}\n  files:\n  - path: /etc/app/token\n    source: secrets/token.age\n",
+        ),
+    );
+    let first = repo.commit("encrypted secrets");
+
+    // The one-shot commands: without the identity the file and the flag are named.
+    let out = dockwright()
+        .args(["diff", "--owner", owner.name(), "-f"])
+        .arg(repo.work.join("app.yaml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("secrets/db.age") && text.contains("--age-identity"),
+        "{text}"
+    );
+    let out = dockwright()
+        .args(["diff", "--owner", owner.name(), "--age-identity"])
+        .arg(&key)
+        .arg("-f")
+        .arg(repo.work.join("app.yaml"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "changes to make: {text}");
+    assert!(
+        !text.contains(&env_secret) && !text.contains(&file_secret),
+        "{text}"
+    );
+
+    // The wrong identity: the revision fails, naming the file and the resource.
+    let agent = Agent::start(
+        &owner,
+        &daemon.url(),
+        &["--age-identity", other.to_str().unwrap()],
+    );
+    let source = agent
+        .eventually("the revision rejected", async || {
+            agent
+                .source()
+                .filter(|s| s["attemptedRevision"] == first.as_str())
+        })
+        .await;
+    let error = source["attemptedError"].as_str().unwrap();
+    assert!(
+        error.contains("secrets/db.age")
+            && error.contains(&a)
+            && error.contains("not encrypted to any key"),
+        "{error}"
+    );
+    assert!(source["appliedRevision"].is_null());
+    assert!(gone(&docker, &a).await, "nothing is created");
+    drop(agent);
+
+    let agent = Agent::start(
+        &owner,
+        &daemon.url(),
+        &["--age-identity", key.to_str().unwrap()],
+    );
+    agent.applied(&first).await;
+    agent
+        .eventually("a running", async || running_id(&docker, &a).await)
+        .await;
+    let inspect = docker.inspect_container(&a, None).await.unwrap();
+    let config = inspect.config.unwrap();
+    assert!(
+        config
+            .env
+            .unwrap_or_default()
+            .contains(&format!("DB_PASSWORD={env_secret}")),
+        "the secret env reaches the container"
+    );
+    let out = std::process::Command::new("docker")
+        .args(["exec", &a, "cat", "/etc/app/token"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        file_secret,
+        "the secret file reaches the container"
+    );
+    let labels = format!("{:?}", config.labels.unwrap_or_default());
+    let (_, state) = agent.get("/state");
+    let (_, metrics) = agent.get("/metrics");
+    for secret in [&env_secret, &file_secret] {
+        for (what, text) in [
+            ("/state", &state),
+            ("/metrics", &metrics),
+            ("the labels", &labels),
+            ("the log", &agent.log_text()),
+        ] {
+            assert!(!text.contains(secret.as_str()), "a secret is in {what}");
+        }
+        assert_eq!(
+            files_containing(agent._state.path(), secret),
+            Vec::<std::path::PathBuf>::new(),
+            "a secret is in a file of the agent's state"
+        );
+    }
+}
