@@ -663,7 +663,34 @@ fn https_credentials_come_from_files_and_the_private_ca_is_required() {
         files_containing(state.path(), password).is_empty(),
         "the password is nowhere on disk"
     );
-    assert!(server.served.load(std::sync::atomic::Ordering::SeqCst) > 0);
+
+    // A no-op poll: the credentials go with the first request (no 401 round trip again), and
+    // it takes the ref advertisement only (protocol v2: the capabilities, then ls-refs).
+    use std::sync::atomic::Ordering::SeqCst;
+    let (served, refused) = (server.served.load(SeqCst), server.unauthorized.load(SeqCst));
+    assert!(f.poll_once().is_none(), "nothing moved");
+    assert!(f.status().fetch_error.is_none());
+    assert_eq!(server.unauthorized.load(SeqCst), refused, "no 401 any more");
+    assert!(
+        server.served.load(SeqCst) - served <= 2,
+        "{} requests for a no-op poll",
+        server.served.load(SeqCst) - served
+    );
+
+    // The file is read at every poll: a wrong secret is refused even though the last one was
+    // accepted, and the right one works again without a new follower.
+    repo.write("b.yaml", &container("fh-b", ""));
+    let second = repo.commit("second");
+    std::fs::write(&token_file, "rotated-wrong\n").unwrap();
+    assert!(f.poll_once().is_none());
+    let e = f.status().fetch_error.clone().expect("refused");
+    assert!(
+        e.contains("not accepted") && !e.contains("rotated-wrong"),
+        "{e}"
+    );
+    std::fs::write(&token_file, password).unwrap();
+    let snapshot = f.poll_once().expect("the second revision");
+    assert_eq!(snapshot.revision.as_deref(), Some(second.as_str()));
 }
 
 /// SSH through the follower alone: with the pinned host key it fetches; once the server's

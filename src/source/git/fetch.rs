@@ -63,6 +63,10 @@ pub struct Fetcher {
     last_advertised: Option<String>,
     /// Credentials (paths only), the private CA and the SSH settings.
     auth: GitAuth,
+    /// The server's `WWW-Authenticate` challenge last answered successfully (no secret): later
+    /// polls send the credentials with the first request instead of waiting for the 401, which
+    /// saves a round trip per poll. Only ever to this fetcher's own URL, only over HTTPS.
+    challenge: Arc<Mutex<Option<Vec<gix::bstr::BString>>>>,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -86,6 +90,7 @@ impl Fetcher {
             source: reference.unwrap_or("HEAD").to_string(),
             last_advertised: None,
             auth: GitAuth::default(),
+            challenge: Arc::default(),
         }
     }
 
@@ -236,12 +241,32 @@ impl Fetcher {
         if matches!(transport, Transport::Http | Transport::Https) {
             connection = connection.with_transport_options(self.http_options(&repo)?);
         }
+        let known_challenge = self.challenge.lock().ok().and_then(|c| c.clone());
+        if let (Some(http), Some(challenge)) = (&self.auth.http, known_challenge) {
+            if transport == Transport::Https {
+                if let Ok(credentials) = http.answer(&challenge) {
+                    // A transport that takes no credentials would refuse; then the 401 path runs.
+                    let _ = connection.transport_mut().set_credentials(credentials);
+                }
+            }
+        }
         let http = self.auth.http.clone();
-        let connection =
-            connection.with_credentials(move |action| answer_challenge(http.as_ref(), action));
+        let seen = Arc::new(Mutex::new(None));
+        let seen_in_hook = Arc::clone(&seen);
+        let connection = connection.with_credentials(move |action| {
+            if let gix::credentials::helper::Action::Get(context) = &action {
+                if let Ok(mut seen) = seen_in_hook.lock() {
+                    *seen = Some(context.www_authenticate.clone());
+                }
+            }
+            answer_challenge(http.as_ref(), action)
+        });
         let prepared = connection
             .prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(|e| {
+                if let Ok(mut challenge) = self.challenge.lock() {
+                    *challenge = None;
+                }
                 let mut error = self.explain_ssh(self.error("listing the refs of", chain(&e)));
                 if error.message.contains("UnknownIssuer") {
                     error.message.push_str(
@@ -250,6 +275,12 @@ impl Fetcher {
                 }
                 error
             })?;
+        // Accepted: remember the challenge for the next polls.
+        if let Some(challenge) = seen.lock().ok().and_then(|mut s| s.take()) {
+            if let Ok(mut known) = self.challenge.lock() {
+                *known = Some(challenge);
+            }
+        }
         let advertised = prepared
             .ref_map()
             .mappings
