@@ -165,7 +165,7 @@ pub fn read_age_file(
 ) -> Result<Decrypted, String> {
     let Some(identities) = identities else {
         return Err(format!(
-            "{what} {} is age-encrypted; give the agent its key with --age-identity FILE",
+            "{what} {} is age-encrypted; give the key with --age-identity FILE (agent --git, apply, diff, delete)",
             path.display()
         ));
     };
@@ -250,6 +250,33 @@ VnFqNjZhbjhNQ29OSTN2ekN4WFhUUmcKsQgE8KJF3D34baKWkCioqcVC8zZhkwsK
             "{e}"
         );
         assert!(!e.contains("s3cret") && !e.contains("AGE-SECRET"), "{e}");
+    }
+
+    /// Through the manifest loader: the secret env gets the plaintext (one newline removed),
+    /// the file gets it byte for byte, and the file's digest is of the encrypted bytes.
+    #[test]
+    fn the_loader_decrypts_secret_env_and_files() {
+        use crate::source::{load_paths_with, LoadOptions};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw.age"), ARMORED).unwrap();
+        std::fs::write(
+            dir.path().join("app.yaml"),
+            "apiVersion: dockwright.dev/v1alpha1\nkind: Container\nmetadata: {name: web}\nspec:\n  image: busybox:1\n  env: [{name: PW, valueFrom: {file: pw.age}}]\n  files: [{path: /etc/pw, source: pw.age}]\n",
+        )
+        .unwrap();
+        let paths = [dir.path().to_path_buf()];
+        let errors = load_paths_with(&paths, &LoadOptions::default()).unwrap_err();
+        assert_eq!(errors.0.len(), 2, "{errors}");
+        assert!(errors.to_string().contains("--age-identity"), "{errors}");
+        let options = LoadOptions {
+            age: Some(std::sync::Arc::new(identities(KEY))),
+        };
+        let desired = load_paths_with(&paths, &options).unwrap();
+        let config = &desired.containers.values().next().unwrap().config;
+        assert_eq!(config.secret_env[0].value.expose(), "s3cret-value");
+        assert_eq!(config.files[0].content.as_slice(), b"s3cret-value\n");
+        let encrypted = hex::encode(Sha256::digest(ARMORED.as_bytes()));
+        assert_eq!(config.files[0].digest, format!("age:sha256:{encrypted}"));
     }
 
     #[test]
