@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{build_desired, parse_str, LoadedManifest, ManifestError, ManifestErrors};
+use super::{parse_str, LoadedManifest, ManifestError, ManifestErrors};
 use crate::desired::DesiredState;
 
 /// Largest manifest file accepted.
@@ -164,6 +164,14 @@ fn read_manifest(path: &Path) -> Result<String, ManifestError> {
 /// (a file that failed to parse would make them report phantom problems, such as a missing
 /// dependency that the broken file declares).
 pub fn load_paths(paths: &[PathBuf]) -> Result<DesiredState, ManifestErrors> {
+    load_paths_with(paths, &super::LoadOptions::default())
+}
+
+/// [`load_paths`] with `options` (the age identities of encrypted secret files).
+pub fn load_paths_with(
+    paths: &[PathBuf],
+    options: &super::LoadOptions,
+) -> Result<DesiredState, ManifestErrors> {
     let _span = tracing::debug_span!("load_paths").entered();
     let (files, mut errors) = expand(paths);
     let mut manifests = Vec::new();
@@ -181,5 +189,5 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<DesiredState, ManifestErrors> {
         resources = manifests.len(),
         "manifests parsed"
     );
-    build_desired(&manifests)
+    super::build_desired_with(&manifests, options)
 }
