@@ -1,7 +1,9 @@
 //! GitOps fetch benchmark (issue 12), against a real `git daemon` on loopback: (a) a no-op
 //! poll (the ref did not move: one connection, the ref advertisement, nothing downloaded) and
 //! (b) the first fetch + checkout of a repository of `DW_BENCH_GIT_FILES` files (10 000) beside
-//! `git clone --depth 1` of the same repository. Prints a table; not a timed test.
+//! `git clone --depth 1` of the same repository; (c) a no-op poll over smart HTTPS with basic
+//! auth (`git http-backend` behind the tests' TLS server) beside `git ls-remote` of the same
+//! URL, with the HTTP requests each makes. Prints a table; not a timed test.
 //!
 //! Run: `cargo bench --bench gitops`. `DW_BENCH_GIT_TRIALS` (5) sets the trials of (b),
 //! `DW_BENCH_GIT_POLLS` (50) those of (a). No Docker involved: the agent's Docker calls on a
@@ -10,8 +12,12 @@
 #[path = "../tests/common/git.rs"]
 #[allow(dead_code)]
 mod git;
+#[path = "../tests/common/git_servers.rs"]
+#[allow(dead_code)]
+mod git_servers;
 
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use dockwright::source::git::{checkout, Fetcher, Polled};
@@ -99,6 +105,49 @@ fn main() {
         assert!(out.status.success());
     }
 
+    // (c) no-op polls over HTTPS with basic auth.
+    let server = git_servers::HttpsGit::serve(&repo.served, "dwbench", "bench-pa55");
+    let https = server.url("ops.git");
+    let secrets = tempfile::tempdir().unwrap();
+    let password = secrets.path().join("password");
+    std::fs::write(&password, "bench-pa55\n").unwrap();
+    let auth = dockwright::source::git::GitAuth {
+        http: Some(dockwright::source::git::HttpCredentials {
+            username: Some("dwbench".into()),
+            secret: dockwright::source::git::HttpSecret::PasswordFile(password),
+        }),
+        ca_file: Some(server.ca.ca_pem.clone()),
+        ssh: None,
+    };
+    let requests =
+        || server.served.load(Ordering::SeqCst) + server.unauthorized.load(Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let mut fetcher =
+        Fetcher::new(dir.path().join("repo.git"), &https, None).with_auth(auth.clone());
+    assert!(matches!(fetcher.poll(), Ok(Polled::Fetched { .. })));
+    let (mut https_noop, before) = (Vec::new(), requests());
+    for _ in 0..polls {
+        let started = Instant::now();
+        assert_eq!(fetcher.poll().expect("poll"), Polled::Unchanged);
+        https_noop.push(started.elapsed());
+    }
+    let ours_requests = (requests() - before) as f64 / polls as f64;
+    let helper = "!f() { echo username=dwbench; echo password=bench-pa55; }; f";
+    let (mut https_ls, before, runs) = (Vec::new(), requests(), polls.min(20));
+    for _ in 0..runs {
+        let started = Instant::now();
+        let out = Command::new("git")
+            .args(["-c", &format!("credential.helper={helper}")])
+            .args(["ls-remote", &https, "HEAD"])
+            .env("GIT_SSL_CAINFO", &server.ca.ca_pem)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .unwrap();
+        https_ls.push(started.elapsed());
+        assert!(out.status.success(), "{out:?}");
+    }
+    let theirs_requests = (requests() - before) as f64 / runs as f64;
+
     let (o, t) = (median(ours), median(theirs));
     println!("| measure | dockwright (gix) | git CLI |");
     println!("|---|---|---|");
@@ -112,5 +161,10 @@ fn main() {
         "| no-op poll (median of {polls}) | {} | {} (`git ls-remote`) |",
         ms(median(noop)),
         ms(median(ls_remote))
+    );
+    println!(
+        "| no-op poll over HTTPS + basic auth (median of {polls}) | {}, {ours_requests:.1} HTTP requests | {}, {theirs_requests:.1} HTTP requests (`git ls-remote`) |",
+        ms(median(https_noop)),
+        ms(median(https_ls))
     );
 }

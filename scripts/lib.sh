@@ -16,8 +16,11 @@ export DW_TEST_STATE
 DW_TEST_IMAGE="dockwright-test/busybox:latest"
 export DW_TEST_IMAGE
 
-# Debian packages the tests and examples need (docker-compose: the convert round trip).
-DW_PACKAGES=(busybox-static docker-registry apache2-utils curl docker-compose)
+# Debian packages the tests and examples need (docker-compose: the convert round trip; the
+# GitOps tests: age for encrypted fixtures, sshd and ssh-keygen for the SSH server, openssl
+# for the HTTPS server's private CA).
+DW_PACKAGES=(busybox-static docker-registry apache2-utils curl docker-compose age
+    openssh-server openssh-client openssl)
 # git (the GitOps tests run `git daemon` and commit with the CLI), unless one is installed
 # already (from source under /usr/local, say).
 command -v git >/dev/null 2>&1 || DW_PACKAGES+=(git)
@@ -49,8 +52,9 @@ dw_ensure_packages() {
     dw_log "installing ${missing[*]}"
     # policy-rc.d-less machines would start docker-registry's own service on :5000 at install;
     # we run our own registries, so stop a service the install just started.
-    local had_registry_service=0
+    local had_registry_service=0 had_ssh_service=0
     [ -e /etc/init.d/docker-registry ] && had_registry_service=1
+    [ -e /etc/init.d/ssh ] && had_ssh_service=1
     if ! dw_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/tmp/dockwright-apt.log 2>&1; then
         dw_log "apt-get install failed; refreshing package lists and retrying"
@@ -64,6 +68,13 @@ dw_ensure_packages() {
         if dw_root /etc/init.d/docker-registry status >/dev/null 2>&1; then
             dw_log "stopping the docker-registry service the package install started"
             dw_root /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
+        fi
+    fi
+    # Likewise openssh-server's own sshd on port 22: the tests run their own on loopback.
+    if [ "$had_ssh_service" = 0 ] && [ -e /etc/init.d/ssh ]; then
+        if dw_root /etc/init.d/ssh status >/dev/null 2>&1; then
+            dw_log "stopping the ssh service the package install started"
+            dw_root /etc/init.d/ssh stop >/dev/null 2>&1 || true
         fi
     fi
 }

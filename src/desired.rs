@@ -613,7 +613,8 @@ pub struct ContainerFile {
     pub path: String,
     /// Permission bits.
     pub mode: u32,
-    /// `sha256:<hex>` of the content.
+    /// `sha256:<hex>` of the content; for an age-encrypted source, `age:sha256:<hex>` of the
+    /// encrypted bytes (the plaintext's hash never enters a label).
     pub digest: String,
     /// The content itself (not serialised: never in a label).
     #[serde(skip)]

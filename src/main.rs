@@ -120,8 +120,9 @@ struct AgentArgs {
         conflicts_with_all = ["kubernetes", "git"]
     )]
     manifests: Option<PathBuf>,
-    /// Follow a git repository instead of a directory: `git://` or `file://` (the ref is
-    /// polled; a new revision applies only once all of its manifests parse and validate).
+    /// Follow a git repository instead of a directory: `https://`, `ssh://` (or scp-like
+    /// `user@host:path`), `git://` or `file://` (the ref is polled; a new revision applies only
+    /// once all of its manifests parse and validate).
     #[arg(long, value_name = "URL", conflicts_with = "kubernetes")]
     git: Option<String>,
     /// Branch or tag to follow (default: the remote's HEAD branch).
@@ -140,6 +141,31 @@ struct AgentArgs {
     /// File holding the webhook's shared secret.
     #[arg(long, value_name = "FILE", requires = "git_webhook_listen")]
     git_webhook_secret: Option<PathBuf>,
+    /// HTTPS user name (with --git-password-file; with --git-token-file the default is
+    /// `x-access-token`).
+    #[arg(long, value_name = "NAME", requires = "git")]
+    git_username: Option<String>,
+    /// File holding the HTTPS password of --git-username (read at every poll).
+    #[arg(long, value_name = "FILE", requires_all = ["git", "git_username"], conflicts_with = "git_token_file")]
+    git_password_file: Option<PathBuf>,
+    /// File holding an HTTPS access token (read at every poll): sent as the basic-auth
+    /// password, or as a bearer token to a server that offers only that.
+    #[arg(long, value_name = "FILE", requires = "git")]
+    git_token_file: Option<PathBuf>,
+    /// PEM file of the CA(s) to trust for an https:// server instead of the system roots.
+    #[arg(long, value_name = "FILE", requires = "git")]
+    git_ca_file: Option<PathBuf>,
+    /// Private key for SSH URLs (a deploy key).
+    #[arg(long, value_name = "FILE", requires = "git_known_hosts")]
+    git_ssh_key: Option<PathBuf>,
+    /// known_hosts file pinning the SSH server's host key (required for SSH URLs; a key that
+    /// does not match fails the fetch; nothing is ever trusted on first use).
+    #[arg(long, value_name = "FILE", requires = "git")]
+    git_known_hosts: Option<PathBuf>,
+    /// age identity file (`age-keygen` output) decrypting `*.age` secrets in the repository
+    /// (`env[].valueFrom.file`, `files[].source`).
+    #[arg(long, value_name = "FILE", requires = "git")]
+    age_identity: Option<PathBuf>,
     /// Reconcile this node's daemon from the `Container`/`Image` custom resources placed on
     /// it (in-cluster service account, else KUBECONFIG) instead of a manifest directory.
     #[arg(long)]
@@ -194,9 +220,14 @@ struct StatusArgs {
 struct ConvertArgs {
     /// The Compose file.
     file: PathBuf,
-    /// Directory to write one manifest per service into (default: print one stream to stdout).
+    /// Directory to write one manifest per service, network and volume into (host paths are
+    /// then written relative to it); default: print one stream to stdout.
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// Activate a Compose profile (repeatable; default: `COMPOSE_PROFILES`). Services with
+    /// profiles are converted only when one of theirs is active.
+    #[arg(long = "profile", value_name = "NAME")]
+    profiles: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -204,6 +235,10 @@ struct Sources {
     /// Manifest files or directories (recursive; *.yaml, *.yml; multi-document).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     paths: Vec<PathBuf>,
+    /// age identity file (`age-keygen` output) decrypting `*.age` secret files
+    /// (`env[].valueFrom.file`, `files[].source`).
+    #[arg(long, value_name = "FILE")]
+    age_identity: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -394,7 +429,8 @@ async fn run(command: Command) -> anyhow::Result<u8> {
 }
 
 fn load(sources: &Sources) -> anyhow::Result<dockwright::desired::DesiredState> {
-    source::load_paths(&sources.paths).map_err(|errors| {
+    let options = load_options(sources.age_identity.as_deref())?;
+    source::load_paths_with(&sources.paths, &options).map_err(|errors| {
         anyhow::anyhow!("{errors}\nno changes were made: fix the manifests and run again")
     })
 }
@@ -683,10 +719,43 @@ async fn agent(args: AgentArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// The load options of `--age-identity FILE`: the identities are read once, at start.
+fn load_options(age_identity: Option<&Path>) -> anyhow::Result<source::LoadOptions> {
+    let age = match age_identity {
+        Some(path) => Some(Arc::new(
+            source::decrypt::AgeIdentities::from_file(path)
+                .map_err(|e| anyhow::anyhow!("--age-identity: {e}"))?,
+        )),
+        None => None,
+    };
+    Ok(source::LoadOptions { age })
+}
+
 /// Where the agent's desired state comes from (kept alive while the agent runs).
 enum AgentSource {
     Dir(dockwright::source::watch::WatchHandle),
     Git(dockwright::source::git::GitHandle),
+}
+
+/// The git source's authentication flags (paths only; the files are read when used).
+fn git_auth(args: &AgentArgs) -> dockwright::source::git::GitAuth {
+    use dockwright::source::git::{GitAuth, HttpCredentials, HttpSecret, SshAuth};
+    let secret = match (&args.git_password_file, &args.git_token_file) {
+        (Some(p), _) => Some(HttpSecret::PasswordFile(p.clone())),
+        (None, Some(t)) => Some(HttpSecret::TokenFile(t.clone())),
+        (None, None) => None,
+    };
+    GitAuth {
+        http: secret.map(|secret| HttpCredentials {
+            username: args.git_username.clone(),
+            secret,
+        }),
+        ca_file: args.git_ca_file.clone(),
+        ssh: args.git_known_hosts.as_ref().map(|known_hosts| SshAuth {
+            key: args.git_ssh_key.clone(),
+            known_hosts: known_hosts.clone(),
+        }),
+    }
 }
 
 /// Starts following `--git URL`: resumes the last applied revision, polls once before the
@@ -702,7 +771,11 @@ async fn start_git(
 ) -> anyhow::Result<dockwright::source::git::GitHandle> {
     use dockwright::source::git::{self, GitFollower, GitOptions};
 
-    git::check_transport(url).map_err(|e| anyhow::anyhow!("--git {e}"))?;
+    let auth = git_auth(args);
+    if args.git_username.is_some() && auth.http.is_none() {
+        anyhow::bail!("--git-username needs --git-password-file or --git-token-file");
+    }
+    git::check_transport(url, &auth).map_err(|e| anyhow::anyhow!("--git {e}"))?;
     let path = git::check_path(args.git_path.as_deref().unwrap_or(Path::new("")))
         .map_err(|e| anyhow::anyhow!("--git-path: {e}"))?;
     let state_dir = default_state_dir(&args.owner.owner)
@@ -714,7 +787,8 @@ async fn start_git(
         path,
         poll: args.git_poll,
         state_dir,
-        ssh_command: None,
+        auth,
+        load: load_options(args.age_identity.as_deref())?,
     };
     tracing::info!(url = %options.display_url(), reference = options.reference_label(), identity = %options.identity(), "following a git repository");
     let webhook = match (&args.git_webhook_listen, &args.git_webhook_secret) {
@@ -935,7 +1009,11 @@ async fn status(args: StatusArgs) -> anyhow::Result<u8> {
 }
 
 fn convert(args: ConvertArgs) -> anyhow::Result<u8> {
-    let conversion = dockwright::convert::convert_file(&args.file)?;
+    let conversion = dockwright::convert::convert_file_with(
+        &args.file,
+        args.profiles.clone(),
+        args.output.clone(),
+    )?;
     for warning in &conversion.warnings {
         eprintln!("warning: {warning}");
     }

@@ -1,7 +1,10 @@
-//! `dockwright convert` over the Compose corpus in `tests/compose/`: exact specs parsed back
-//! from the produced YAML, the warnings for what cannot be expressed, errors that name the
-//! field, and every produced document accepted by the file source. The round trip against the
-//! real `docker-compose` lives at the end (skipped when the tool or test image is missing).
+//! `dockwright convert` over the Compose corpus in `tests/compose/` and small projects written
+//! by the tests (networks and volumes, profiles, secrets and configs, extends, include): exact
+//! specs parsed back from the produced YAML, the warnings for what cannot be expressed, errors
+//! that name the field, and every produced document accepted by the file source. The side by
+//! side runs against the real `docker-compose` (Debian's 1.29) live at the end (skipped when
+//! the tool is missing): the same file brought up by both, the containers compared field by
+//! field.
 
 mod common;
 
@@ -45,6 +48,7 @@ fn convert_in(dir: &Path, text: &str) -> Result<Conversion, ConvertError> {
             file_label: "docker-compose.yml".to_string(),
             base_dir: dir.to_path_buf(),
             environment: Some(test_env()),
+            ..ConvertOptions::default()
         },
     )
 }
@@ -60,6 +64,7 @@ fn convert_corpus(name: &str) -> Conversion {
 fn containers(c: &Conversion) -> Vec<Container> {
     c.documents
         .iter()
+        .filter(|(file, _)| !is_object_file(file))
         .map(|(file, yaml)| {
             // A service with `build` has its `Image` first, then the `Container`.
             let last = yaml.rsplit("\n---\n").next().unwrap();
@@ -72,6 +77,45 @@ fn containers(c: &Conversion) -> Vec<Container> {
             container
         })
         .collect()
+}
+
+/// A `Network` or `Volume` document's file.
+fn is_object_file(file: &str) -> bool {
+    file.ends_with(".network.yaml") || file.ends_with(".volume.yaml")
+}
+
+/// The `Network` and `Volume` documents, by file name.
+fn object_files(c: &Conversion) -> Vec<&str> {
+    c.documents
+        .iter()
+        .map(|(f, _)| f.as_str())
+        .filter(|f| is_object_file(f))
+        .collect()
+}
+
+fn document<'a>(c: &'a Conversion, file: &str) -> &'a str {
+    &c.documents
+        .iter()
+        .find(|(f, _)| f == file)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {file} in {:?}",
+                c.documents.iter().map(|d| &d.0).collect::<Vec<_>>()
+            )
+        })
+        .1
+}
+
+/// The `Network` of a `<name>.network.yaml` document.
+fn network_of(c: &Conversion, name: &str) -> dockwright::api::Network {
+    let file = format!("{name}.network.yaml");
+    serde_saphyr::from_str(document(c, &file)).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// The `Volume` of a `<name>.volume.yaml` document.
+fn volume_of(c: &Conversion, name: &str) -> dockwright::api::Volume {
+    let file = format!("{name}.volume.yaml");
+    serde_saphyr::from_str(document(c, &file)).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
 
 /// The `Image` a service's file holds before its `Container` (services with `build`).
@@ -148,6 +192,14 @@ fn tmpfs(target: &str, size: Option<&str>) -> VolumeMount {
     }
 }
 
+fn attach(name: &str, aliases: &[&str], ipv4: Option<&str>) -> dockwright::api::NetworkAttachment {
+    dockwright::api::NetworkAttachment {
+        name: name.to_string(),
+        aliases: strings(aliases),
+        ipv4_address: ipv4.map(str::to_string),
+    }
+}
+
 fn dep(name: &str, condition: DependencyCondition) -> Dependency {
     Dependency {
         name: name.to_string(),
@@ -164,9 +216,21 @@ fn assert_documents_parse(c: &Conversion) {
     for (file, yaml) in &c.documents {
         let loaded = dockwright::source::parse_str(yaml, Path::new(file))
             .unwrap_or_else(|e| panic!("{file} rejected by the file source: {e}\n{yaml}"));
-        // One Container, after the Image it builds when the service has `build`.
+        // One Container, after the Image it builds when the service has `build`; or one
+        // Network or Volume.
         let builds = yaml.contains("\nkind: Image\n");
         assert_eq!(loaded.len(), 1 + usize::from(builds), "{file}");
+        let kind = if file.ends_with(".network.yaml") {
+            "Network"
+        } else if file.ends_with(".volume.yaml") {
+            "Volume"
+        } else {
+            "Container"
+        };
+        assert!(
+            yaml.contains(&format!("\nkind: {kind}\n")),
+            "{file}:\n{yaml}"
+        );
     }
 }
 
@@ -231,12 +295,12 @@ fn webapp_converts_every_mapped_field() {
             ),
             mount(
                 VolumeType::Volume,
-                Some("shop_cache"),
+                Some("shop-cache"),
                 "/var/cache/shop",
                 false,
             ),
         ],
-        network: Some("shop_front".into()),
+        network: Some("shop-front".into()),
         network_aliases: strings(&["web", "www", "shop"]),
         restart_policy: RestartPolicy::Always,
         healthcheck: Some(HealthCheck {
@@ -282,7 +346,7 @@ fn webapp_converts_every_mapped_field() {
             "/data",
             false,
         )],
-        network: Some("shop_front".into()),
+        network: Some("shop-front".into()),
         network_aliases: strings(&["db"]),
         restart_policy: RestartPolicy::Always,
         healthcheck: Some(HealthCheck {
@@ -308,7 +372,7 @@ fn webapp_converts_every_mapped_field() {
         image_pull_policy: Some(PullPolicy::IfNotPresent),
         replicas: 1,
         command: Some(strings(&["sh", "-c", "echo migrating && sleep 1"])),
-        network: Some("shop_front".into()),
+        network: Some("shop-front".into()),
         network_aliases: strings(&["migrate"]),
         restart_policy: RestartPolicy::Never,
         depends_on: vec![dep("db", DependencyCondition::Started)],
@@ -342,7 +406,7 @@ fn webapp_converts_every_mapped_field() {
         replicas: 3,
         command: Some(strings(&["sleep", "3600"])),
         volumes: vec![tmpfs("/tmp", Some("64Mi"))],
-        network: Some("shop_default".into()),
+        network: Some("shop-default".into()),
         network_aliases: strings(&["worker"]),
         restart_policy: RestartPolicy::OnFailure,
         max_restarts: Some(2),
@@ -356,17 +420,40 @@ fn webapp_converts_every_mapped_field() {
         [
             "services.web.logging: not supported by dockwright yet; dropped",
             "services.db.environment.UNSET_VAR: UNSET_VAR is not set in the environment; left out, as Compose does",
+            "volumes.cache: becomes the Volume \"shop-cache\" (resource names are DNS labels); Compose names it \"shop_cache\", whose data is not reused: to keep using that, declare it external: true with name: shop_cache",
         ]
+    );
+    // The networks and volumes the services use, before them.
+    assert_eq!(
+        c.documents.iter().map(|d| d.0.as_str()).collect::<Vec<_>>(),
+        [
+            "shop-default.network.yaml",
+            "shop-front.network.yaml",
+            "shop-cache.volume.yaml",
+            "shop-database.volume.yaml",
+            "web.yaml",
+            "db.yaml",
+            "migrate.yaml",
+            "cache-warmer.yaml",
+            "worker.yaml"
+        ]
+    );
+    assert_eq!(network_of(&c, "shop-front").spec, Default::default());
+    assert_eq!(
+        volume_of(&c, "shop-database").spec,
+        Default::default(),
+        "name: keeps its name, and Retain"
     );
     assert_documents_parse(&c);
     let desired = load_documents(&c).expect("the converted app validates as a whole");
     assert_eq!(desired.containers.len(), 5);
+    assert_eq!((desired.networks.len(), desired.volumes.len()), (2, 2));
 }
 
 #[test]
 fn output_files_name_their_source_and_carry_their_warnings() {
     let c = convert_corpus("webapp");
-    let (file, yaml) = &c.documents[0];
+    let (file, yaml) = c.documents.iter().find(|d| !is_object_file(&d.0)).unwrap();
     assert_eq!(file, "web.yaml");
     let header: Vec<&str> = yaml.lines().take_while(|l| l.starts_with('#')).collect();
     assert_eq!(
@@ -376,14 +463,32 @@ fn output_files_name_their_source_and_carry_their_warnings() {
             "# warning: services.web.logging: not supported by dockwright yet; dropped",
         ]
     );
-    let (_, migrate) = &c.documents[2];
+    let migrate = document(&c, "migrate.yaml");
     assert!(!migrate.contains("# warning"), "{migrate}");
+    let cache = document(&c, "shop-cache.volume.yaml");
+    assert!(
+        cache.starts_with("# Converted by `dockwright convert` from docker-compose.yml, volume \"cache\".\n# warning: volumes.cache: becomes the Volume \"shop-cache\""),
+        "{cache}"
+    );
 
     // Without -o everything goes to stdout as one stream, which the file source reads back.
     let stream = c.to_stream();
     let loaded = dockwright::source::parse_str(&stream, Path::new("all.yaml")).unwrap();
     let names: Vec<&str> = loaded.iter().map(|m| m.manifest.name()).collect();
-    assert_eq!(names, ["web", "db", "migrate", "cache-warmer", "worker"]);
+    assert_eq!(
+        names,
+        [
+            "shop-default",
+            "shop-front",
+            "shop-cache",
+            "shop-database",
+            "web",
+            "db",
+            "migrate",
+            "cache-warmer",
+            "worker"
+        ]
+    );
 }
 
 #[test]
@@ -439,7 +544,7 @@ fn every_mount_syntax() {
     assert_eq!(
         spec_of(&all, "store").volumes,
         vec![
-            mount(Volume, Some("vols_data"), "/data", false),
+            mount(Volume, Some("vols-data"), "/data", false),
             mount(Volume, Some("team-shared"), "/shared", true),
             mount(Volume, Some("old-data"), "/legacy", false),
             mount(Volume, Some("outside"), "/outside", false),
@@ -454,7 +559,7 @@ fn every_mount_syntax() {
                 "/var/lib/anon",
                 false
             ),
-            mount(Volume, Some("vols_data"), "/long-data", true),
+            mount(Volume, Some("vols-data"), "/long-data", true),
             mount(Volume, Some("vols_store_long-anon"), "/long-anon", false),
             mount(Bind, Some(&site), "/long-site", false),
             tmpfs("/scratch", Some("1Gi")),
@@ -466,8 +571,6 @@ fn every_mount_syntax() {
     assert_eq!(
         warnings(&c),
         [
-            "volumes.shared.driver: not supported by dockwright; dropped".to_string(),
-            "volumes.shared.labels: not supported by dockwright; dropped".to_string(),
             "services.store.volumes[3]: mount option \"nocopy\" is not supported by dockwright; dropped".to_string(),
             "services.store.volumes[4]: mount option \"z\" is not supported by dockwright; dropped".to_string(),
             "services.store.volumes[7]: /home/tester/.config does not exist: Compose creates it, dockwright requires it; create it before applying".to_string(),
@@ -481,7 +584,23 @@ fn every_mount_syntax() {
             "services.store.volumes[14].consistency: not supported by dockwright; dropped".to_string(),
             "services.store.volumes[14]: mount type \"npipe\" is not supported by dockwright; dropped".to_string(),
             "services.store.tmpfs[1]: tmpfs option \"mode=1777\" is not supported by dockwright; dropped".to_string(),
+            "volumes.data: becomes the Volume \"vols-data\" (resource names are DNS labels); Compose names it \"vols_data\", whose data is not reused: to keep using that, declare it external: true with name: vols_data".to_string(),
         ]
+    );
+    // `name:` that is a DNS label names the resource; external ones are only referenced.
+    assert_eq!(
+        object_files(&c),
+        [
+            "vols-default.network.yaml",
+            "vols-data.volume.yaml",
+            "team-shared.volume.yaml"
+        ]
+    );
+    let shared = volume_of(&c, "team-shared").spec;
+    assert_eq!(shared.driver.as_deref(), Some("local"));
+    assert_eq!(
+        shared.labels,
+        BTreeMap::from([("team".to_string(), "core".to_string())])
     );
     assert_documents_parse(&c);
     // The two bind sources that were warned about are exactly what validation rejects.
@@ -553,23 +672,16 @@ fn unsupported_keys_are_warned_one_per_service_and_key() {
     assert_eq!(
         fields,
         [
-            "secrets",
-            "configs",
+            "networks.front.ipam.config[0].aux_addresses",
             "services.cache.container_name",
-            "networks.front.driver",
             "services.api.security_opt",
-            "services.api.secrets",
-            "services.api.configs",
-            "services.api.profiles",
             "services.api.links",
-            "services.api.extends",
             "services.api.init",
             "services.api.logging",
             "services.api.build.cache_from",
             "services.api.deploy.placement",
             "services.api.deploy.resources.reservations",
             "services.api.deploy.mode",
-            "services.api.networks.back",
             "services.api.deploy.restart_policy.delay",
             "services.api.restart",
             "services.api.ipc",
@@ -579,7 +691,8 @@ fn unsupported_keys_are_warned_one_per_service_and_key() {
             "services.api.deploy.resources.limits.pids",
             "services.api.depends_on.cache.restart",
             "services.cache.pull_policy",
-            "services.cache.networks.back.ipv4_address",
+            "services.cache.networks.back.ipv6_address",
+            "services.cache.networks.back.priority",
             "services.cache.healthcheck",
             "services.base.network_mode",
             "services.base.healthcheck",
@@ -608,13 +721,15 @@ fn unsupported_keys_are_warned_one_per_service_and_key() {
         BTreeMap::from([("VERSION".to_string(), "1.0".to_string())])
     );
 
-    // What does convert: merged anchors, deploy.restart_policy over restart, the first network.
+    // What does convert: merged anchors, deploy.restart_policy over restart, both networks.
     let api = ContainerSpec {
         image: "api".into(),
         image_pull_policy: None,
         replicas: 1,
-        network: Some("unsupported_front".into()),
-        network_aliases: strings(&["api"]),
+        networks: vec![
+            attach("unsupported-front", &["api"], None),
+            attach("shared-back", &["api"], None),
+        ],
         restart_policy: RestartPolicy::Always,
         healthcheck: Some(HealthCheck {
             command: Some(strings(&["true"])),
@@ -637,13 +752,29 @@ fn unsupported_keys_are_warned_one_per_service_and_key() {
     assert_eq!(*spec_of(&all, "api"), api);
     let cache = spec_of(&all, "cache");
     assert_eq!(
-        cache.network.as_deref(),
-        Some("shared-back"),
-        "external network keeps its name"
+        cache.networks,
+        [attach("shared-back", &["cache"], Some("172.28.0.5"))],
+        "external network keeps its name; a fixed address needs the list form"
+    );
+    assert_eq!(
+        object_files(&c),
+        [
+            "unsupported-default.network.yaml",
+            "unsupported-front.network.yaml"
+        ]
+    );
+    let front = network_of(&c, "unsupported-front").spec;
+    assert_eq!(front.driver.as_deref(), Some("bridge"));
+    assert_eq!(
+        front.ipam.unwrap().config,
+        [dockwright::api::IpamPool {
+            subnet: "10.99.0.0/24".into(),
+            ..Default::default()
+        }]
     );
     assert_eq!(cache.healthcheck, None);
     let base = spec_of(&all, "base");
-    assert_eq!(base.network.as_deref(), Some("unsupported_default"));
+    assert_eq!(base.network.as_deref(), Some("unsupported-default"));
     assert_eq!(base.stop_grace_period_seconds, Some(3));
     assert_documents_parse(&c);
     load_documents(&c).expect("what was converted validates");
@@ -1050,12 +1181,13 @@ fn project_name_precedence() {
             file_label: "c.yml".into(),
             base_dir: dir.path().to_path_buf(),
             environment: Some(environment),
+            ..ConvertOptions::default()
         },
     )
     .unwrap();
-    assert_eq!(only_spec(&c).network.as_deref(), Some("fromenv_default"));
+    assert_eq!(only_spec(&c).network.as_deref(), Some("fromenv-default"));
     let c = convert_in(dir.path(), text).unwrap();
-    assert_eq!(only_spec(&c).network.as_deref(), Some("fromfile_default"));
+    assert_eq!(only_spec(&c).network.as_deref(), Some("fromfile-default"));
     let c = convert_in(dir.path(), "services:\n  s1:\n    image: busybox:1\n").unwrap();
     let dir_name = dir
         .path()
@@ -1070,10 +1202,10 @@ fn project_name_precedence() {
         .collect();
     assert_eq!(
         only_spec(&c).network,
-        Some(format!(
-            "{}_default",
+        Some(dockwright::convert::dns_label(&format!(
+            "{}-default",
             dir_name.trim_start_matches(['_', '-'])
-        ))
+        )))
     );
 }
 
@@ -1186,6 +1318,10 @@ fn convert_file_reads_next_to_the_file() {
     assert_eq!(
         files,
         [
+            "shop-default.network.yaml",
+            "shop-front.network.yaml",
+            "shop-cache.volume.yaml",
+            "shop-database.volume.yaml",
             "web.yaml",
             "db.yaml",
             "migrate.yaml",
@@ -1199,6 +1335,581 @@ fn convert_file_reads_next_to_the_file() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Networks and volumes, profiles, secrets and configs, extends and include
+// ---------------------------------------------------------------------------------------------
+
+/// Writes `files` (relative path, content) under a new temporary directory.
+fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    dir
+}
+
+fn convert_opts(
+    dir: &Path,
+    text: &str,
+    profiles: &[&str],
+    vars: &[(&str, &str)],
+) -> Result<Conversion, ConvertError> {
+    let mut environment = test_env();
+    for (k, v) in vars {
+        environment.insert(k.to_string(), v.to_string());
+    }
+    convert_with(
+        text,
+        &ConvertOptions {
+            file_label: "docker-compose.yml".into(),
+            base_dir: dir.to_path_buf(),
+            environment: Some(environment),
+            profiles: strings(profiles),
+            output_dir: None,
+        },
+    )
+}
+
+#[test]
+fn networks_and_volumes_become_resources() {
+    let dir = project(&[]);
+    let text = r#"name: app
+services:
+  web:
+    image: busybox:1
+    networks:
+      front:
+        aliases: [www]
+      back:
+        ipv4_address: 10.77.0.10
+      outside: {}
+    volumes: [data:/data, cache:/cache, legacy:/legacy]
+  solo:
+    image: busybox:1
+    networks: [back]
+networks:
+  front:
+    driver: bridge
+    driver_opts:
+      com.docker.network.bridge.name: br-app
+    labels:
+      com.example.net: front
+      dockwright.dev/owner: mine
+    attachable: true
+    enable_ipv6: false
+  back:
+    internal: true
+    ipam:
+      driver: default
+      config:
+        - subnet: 10.77.0.0/24
+          gateway: 10.77.0.1
+          ip_range: 10.77.0.128/25
+  outside:
+    external: true
+    name: corp-net
+  spare: {}
+volumes:
+  data:
+    driver: local
+    driver_opts: {type: tmpfs, device: tmpfs, o: "size=1m"}
+    labels: [com.example.vol=data]
+  cache:
+    name: Old_Cache
+    driver: local
+  legacy:
+    external: true
+  unused:
+"#;
+    let c = convert_in(dir.path(), text).unwrap();
+    let all = containers(&c);
+    assert_eq!(
+        spec_of(&all, "web").networks,
+        [
+            attach("app-front", &["web", "www"], None),
+            attach("app-back", &["web"], Some("10.77.0.10")),
+            attach("corp-net", &["web"], None),
+        ]
+    );
+    assert_eq!(spec_of(&all, "web").network, None);
+    let solo = spec_of(&all, "solo");
+    assert_eq!(
+        (
+            solo.network.as_deref(),
+            solo.network_aliases.clone(),
+            solo.networks.len()
+        ),
+        (Some("app-back"), strings(&["solo"]), 0),
+        "one network without a fixed address keeps the single form"
+    );
+    assert_eq!(
+        spec_of(&all, "web").volumes,
+        [
+            mount(VolumeType::Volume, Some("app-data"), "/data", false),
+            mount(VolumeType::Volume, Some("Old_Cache"), "/cache", false),
+            mount(VolumeType::Volume, Some("legacy"), "/legacy", false),
+        ]
+    );
+    // No default network (nobody is on it), no document for external or unusable names.
+    assert_eq!(
+        object_files(&c),
+        [
+            "app-front.network.yaml",
+            "app-back.network.yaml",
+            "app-data.volume.yaml"
+        ]
+    );
+    let front = network_of(&c, "app-front").spec;
+    assert_eq!(
+        front,
+        dockwright::api::NetworkSpec {
+            driver: Some("bridge".into()),
+            options: BTreeMap::from([(
+                "com.docker.network.bridge.name".to_string(),
+                "br-app".to_string()
+            )]),
+            labels: BTreeMap::from([("com.example.net".to_string(), "front".to_string())]),
+            attachable: true,
+            ..Default::default()
+        }
+    );
+    let back = network_of(&c, "app-back").spec;
+    assert!(back.internal);
+    assert_eq!(
+        back.ipam,
+        Some(dockwright::api::NetworkIpam {
+            driver: Some("default".into()),
+            config: vec![dockwright::api::IpamPool {
+                subnet: "10.77.0.0/24".into(),
+                gateway: Some("10.77.0.1".into()),
+                ip_range: Some("10.77.0.128/25".into()),
+            }],
+        })
+    );
+    let data = volume_of(&c, "app-data").spec;
+    assert_eq!(data.driver.as_deref(), Some("local"));
+    assert_eq!(
+        data.driver_options.get("o").map(String::as_str),
+        Some("size=1m")
+    );
+    assert_eq!(
+        data.labels.get("com.example.vol").map(String::as_str),
+        Some("data")
+    );
+    assert_eq!(data.reclaim_policy, dockwright::api::ReclaimPolicy::Retain);
+    assert_eq!(
+        warnings(&c),
+        [
+            "networks.front.labels.dockwright.dev/owner: keys under \"dockwright.dev/\" are reserved for dockwright; dropped",
+            "volumes.cache.driver: dropped: \"Old_Cache\" is used by its Docker name (external, or a name that is not a DNS label), so dockwright does not create it with options",
+            "networks.spare: not used by any converted service; not converted",
+            "volumes.data: becomes the Volume \"app-data\" (resource names are DNS labels); Compose names it \"app_data\", whose data is not reused: to keep using that, declare it external: true with name: app_data",
+            "volumes.unused: not used by any converted service; not converted",
+        ]
+    );
+    assert_documents_parse(&c);
+    let desired = load_documents(&c).unwrap();
+    assert_eq!((desired.networks.len(), desired.volumes.len()), (2, 1));
+
+    let err = convert_in(dir.path(), "services:\n  s: {image: x, networks: [nope]}\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "docker-compose.yml: services.s.networks.nope: undefined network \"nope\"; declare it under the top-level networks"
+    );
+}
+
+#[test]
+fn profiles_select_services_as_compose_does() {
+    let dir = project(&[]);
+    let text = "name: p\nservices:\n  always: {image: x}\n  debug: {image: x, profiles: [debug]}\n  tools: {image: x, profiles: [tools, debug]}\n";
+    let converted = |profiles: &[&str], vars: &[(&str, &str)]| {
+        let c = convert_opts(dir.path(), text, profiles, vars).unwrap();
+        names(&containers(&c))
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(converted(&[], &[]), ["always"]);
+    assert_eq!(converted(&["tools"], &[]), ["always", "tools"]);
+    assert_eq!(converted(&["debug"], &[]), ["always", "debug", "tools"]);
+    assert_eq!(
+        converted(&[], &[("COMPOSE_PROFILES", "tools,nothing")]),
+        ["always", "tools"]
+    );
+    assert_eq!(
+        converted(&["debug"], &[("COMPOSE_PROFILES", "tools")]),
+        ["always", "debug", "tools"],
+        "--profile wins over COMPOSE_PROFILES"
+    );
+    assert_eq!(converted(&["*"], &[]), ["always", "debug", "tools"]);
+
+    // A dependency on a service that is left out: Compose refuses, unless not required.
+    let text = "services:\n  web: {image: x, depends_on: [db]}\n  db: {image: x, profiles: [db]}\n";
+    let err = convert_opts(dir.path(), text, &[], &[]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "docker-compose.yml: services.web.depends_on.db: \"db\" is not enabled by the active profiles (it has [\"db\"]); activate one with --profile or COMPOSE_PROFILES, or give both services a common profile"
+    );
+    let c = convert_opts(dir.path(), text, &["db"], &[]).unwrap();
+    assert_eq!(names(&containers(&c)), ["web", "db"]);
+    let text = "services:\n  web:\n    image: x\n    depends_on:\n      db: {condition: service_started, required: false}\n  db: {image: x, profiles: [db]}\n";
+    let c = convert_opts(dir.path(), text, &[], &[]).unwrap();
+    assert_eq!(only_spec(&c).depends_on, []);
+    assert_eq!(
+        warnings(&c),
+        ["services.web.depends_on.db: dropped: \"db\" is not converted (none of its profiles [\"db\"] is active) and the dependency is not required"]
+    );
+    let err = convert_opts(
+        dir.path(),
+        "services:\n  a: {image: x, profiles: [a]}\n",
+        &[],
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no service is enabled by the active profiles"),
+        "{err}"
+    );
+}
+
+#[test]
+fn secrets_and_configs_become_files() {
+    let dir = project(&[("secrets/token.txt", "s3cret\n"), ("app.conf", "a = 1\n")]);
+    let text = r#"services:
+  app:
+    image: busybox:1
+    user: "1000"
+    secrets:
+      - token
+      - source: token
+        target: api-token
+        mode: 0440
+        uid: "1000"
+      - source: token
+        target: /etc/token
+      - from_env
+      - swarm_only
+    configs:
+      - app_conf
+      - source: inline
+        target: /etc/app/inline.conf
+        mode: 0600
+      - source: from_env_config
+        target: env.conf
+secrets:
+  token:
+    file: ./secrets/token.txt
+  from_env:
+    environment: FROM_ENV
+  swarm_only:
+    external: true
+configs:
+  app_conf:
+    file: app.conf
+  inline:
+    content: |
+      inline = true
+  from_env_config:
+    environment: FROM_SHELL
+"#;
+    let c = convert_in(dir.path(), text).unwrap();
+    let token = path_in(dir.path(), "secrets/token.txt");
+    let file = |path: &str, source: Option<&str>, content: Option<&str>, mode: &str| {
+        dockwright::api::FileSpec {
+            path: path.into(),
+            source: source.map(str::to_string),
+            content: content.map(str::to_string),
+            mode: Some(mode.into()),
+        }
+    };
+    assert_eq!(
+        only_spec(&c).files,
+        [
+            file("/run/secrets/token", Some(&token), None, "0400"),
+            file("/run/secrets/api-token", Some(&token), None, "0440"),
+            file("/etc/token", Some(&token), None, "0400"),
+            file("/run/secrets/from_env", None, Some("env"), "0400"),
+            file(
+                "/app_conf",
+                Some(&path_in(dir.path(), "app.conf")),
+                None,
+                "0444"
+            ),
+            file(
+                "/etc/app/inline.conf",
+                None,
+                Some("inline = true\n"),
+                "0600"
+            ),
+            file("/env.conf", None, Some("shell-value"), "0444"),
+        ]
+    );
+    assert_eq!(
+        warnings(&c),
+        [
+            "services.app.secrets[0]: /run/secrets/token is owned by root with mode 0400 and the service runs as user \"1000\": set mode (e.g. 0444) in the long syntax if it must read it",
+            "services.app.secrets[1].uid: dropped: dockwright's files are owned by root",
+            "services.app.secrets[2]: /etc/token is owned by root with mode 0400 and the service runs as user \"1000\": set mode (e.g. 0444) in the long syntax if it must read it",
+            "services.app.secrets[3]: /run/secrets/from_env is owned by root with mode 0400 and the service runs as user \"1000\": set mode (e.g. 0444) in the long syntax if it must read it",
+            "secrets.from_env.environment: the value of FROM_ENV is written into the manifests as the file's content: keep them as secret as the variable, or put the value in a file and use file:",
+            "services.app.secrets[4]: secret \"swarm_only\" is external (kept by a Swarm, which dockwright cannot read); dropped: declare it with file: instead",
+        ]
+    );
+    assert_documents_parse(&c);
+    load_documents(&c).expect("the file sources exist");
+
+    // -o DIR: host paths relative to where the manifests go, so the directory can move.
+    let c = convert_with(
+        "services:\n  app:\n    build: ./web\n    volumes: [./data:/data]\n    secrets: [token]\nsecrets:\n  token: {file: ./secrets/token.txt}\n",
+        &ConvertOptions {
+            file_label: "docker-compose.yml".into(),
+            base_dir: dir.path().to_path_buf(),
+            environment: Some(test_env()),
+            output_dir: Some(dir.path().join("manifests")),
+            ..ConvertOptions::default()
+        },
+    )
+    .unwrap();
+    let spec = only_spec(&c);
+    assert_eq!(
+        spec.files[0].source.as_deref(),
+        Some("../secrets/token.txt")
+    );
+    assert_eq!(spec.volumes[0].source.as_deref(), Some("../data"));
+    assert_eq!(
+        image_of(&c, "app.yaml").spec.build.unwrap().context,
+        "../web"
+    );
+
+    for (body, want) in [
+        ("secrets: [nope]", "docker-compose.yml: services.svc.secrets[0]: undefined secret \"nope\"; declare it under the top-level secrets"),
+        ("configs: [{source: c, mode: 0999}]", "docker-compose.yml: services.svc.configs[0].mode: invalid mode \"0999\"; expected octal permission bits such as 0440"),
+    ] {
+        let text = format!("services:\n  svc:\n    image: x\n    {body}\nconfigs:\n  c: {{content: x}}\n");
+        let err = convert_in(dir.path(), &text).unwrap_err();
+        assert_eq!(err.to_string(), want);
+    }
+    let err = convert_in(
+        dir.path(),
+        "services:\n  s: {image: x, secrets: [t]}\nsecrets:\n  t: {content: x}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "docker-compose.yml: secrets.t: needs exactly one of file and environment"
+    );
+}
+
+#[test]
+fn extends_merges_services_of_this_file_and_others() {
+    let dir = project(&[
+        (
+            "common/base.yml",
+            r#"services:
+  base:
+    image: busybox:1
+    command: ["sleep", "1"]
+    environment: [A=1, B=2]
+    ports: ["80"]
+    volumes: ["./data:/data", "cache:/cache"]
+    env_file: base.env
+  root:
+    image: busybox:0
+    labels: {tier: root}
+  mid:
+    extends: root
+    labels: {role: mid}
+"#,
+        ),
+        ("common/base.env", "FROM_BASE_ENV=1\n"),
+        ("common/data/.keep", ""),
+    ]);
+    let text = r#"services:
+  web:
+    extends:
+      file: common/base.yml
+      service: base
+    command: ["httpd"]
+    environment:
+      B: three
+      C: "4"
+    ports: ["80", "443"]
+    volumes: ["other:/cache"]
+  worker:
+    extends: web
+    environment: [D=5]
+  leaf:
+    extends: {file: ./common/base.yml, service: mid}
+volumes:
+  other:
+"#;
+    let c = convert_in(dir.path(), text).unwrap();
+    let all = containers(&c);
+    let web = spec_of(&all, "web");
+    assert_eq!(web.image, "busybox:1");
+    assert_eq!(web.command, Some(strings(&["httpd"])), "command replaced");
+    assert_eq!(
+        web.env,
+        env(&[
+            ("FROM_BASE_ENV", "1"),
+            ("A", "1"),
+            ("B", "three"),
+            ("C", "4")
+        ]),
+        "environment merged by name; the base's env_file read from its own directory"
+    );
+    assert_eq!(
+        web.ports
+            .iter()
+            .map(|p| p.container_port)
+            .collect::<Vec<_>>(),
+        [80, 443]
+    );
+    assert_eq!(
+        web.volumes,
+        [
+            mount(
+                VolumeType::Bind,
+                Some(&path_in(dir.path(), "common/data")),
+                "/data",
+                false
+            ),
+            mount(
+                VolumeType::Volume,
+                Some(&dns_project(dir.path(), "other")),
+                "/cache",
+                false
+            ),
+        ],
+        "the base's relative paths resolve against its file; a mount at the same path replaced"
+    );
+    let worker = spec_of(&all, "worker");
+    assert_eq!(worker.command, Some(strings(&["httpd"])));
+    assert_eq!(worker.env.last().map(|e| e.name.as_str()), Some("D"));
+    let leaf = spec_of(&all, "leaf");
+    assert_eq!(leaf.image, "busybox:0");
+    assert_eq!(
+        leaf.labels,
+        BTreeMap::from([
+            ("role".to_string(), "mid".to_string()),
+            ("tier".to_string(), "root".to_string())
+        ]),
+        "a chain of extends across files"
+    );
+
+    let err = convert_in(
+        dir.path(),
+        "services:\n  a: {extends: b, image: x}\n  b: {extends: {service: c}}\n  c: {extends: a}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "docker-compose.yml: services.a.extends: extends forms a cycle: a → b → c → a"
+    );
+    let err = convert_in(dir.path(), "services:\n  a: {extends: nope, image: x}\n").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "docker-compose.yml: services.a.extends: service \"nope\" is not defined in this file"
+    );
+    let err = convert_in(
+        dir.path(),
+        "services:\n  a: {extends: {file: common/base.yml, service: nope}, image: x}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "docker-compose.yml: services.a.extends: service \"nope\" is not defined in {}",
+            path_in(dir.path(), "common/base.yml")
+        )
+    );
+}
+
+/// `<project>-<key>` as convert names the resource of a top-level network or volume, with the
+/// project named after the directory.
+fn dns_project(dir: &Path, key: &str) -> String {
+    let project = dockwright::convert::project_name(&BTreeMap::new(), None, dir);
+    dockwright::convert::dns_label(&format!("{project}-{key}"))
+}
+
+#[test]
+fn include_adds_the_services_of_other_files() {
+    let dir = project(&[
+        (
+            "db/compose.yml",
+            "services:\n  db:\n    image: busybox:${DB_TAG}\n    volumes: [./init:/init]\n    networks: [back]\nnetworks:\n  back: {}\n",
+        ),
+        ("db/.env", "DB_TAG=1.36\n"),
+        ("db/init/.keep", ""),
+        (
+            "cache.yml",
+            "include:\n  - nested.yml\nservices:\n  cache: {image: busybox:1}\n",
+        ),
+        ("nested.yml", "services:\n  nested: {image: busybox:1}\n"),
+        ("loop-a.yml", "include: [loop-b.yml]\nservices:\n  a: {image: x}\n"),
+        ("loop-b.yml", "include: [loop-a.yml]\nservices:\n  b: {image: x}\n"),
+    ]);
+    let text = "name: inc\ninclude:\n  - db/compose.yml\n  - path: cache.yml\nservices:\n  web:\n    image: busybox:1\n    networks: [back]\n    depends_on: [db]\n";
+    let c = convert_in(dir.path(), text).unwrap();
+    let all = containers(&c);
+    assert_eq!(names(&all), ["web", "db", "cache", "nested"]);
+    let db = spec_of(&all, "db");
+    assert_eq!(
+        db.image, "busybox:1.36",
+        "interpolated with the included project's .env"
+    );
+    assert_eq!(
+        db.volumes,
+        [mount(
+            VolumeType::Bind,
+            Some(&path_in(dir.path(), "db/init")),
+            "/init",
+            false
+        )],
+        "relative to the included file's directory"
+    );
+    assert_eq!(db.network.as_deref(), Some("inc-back"));
+    assert_eq!(spec_of(&all, "web").network.as_deref(), Some("inc-back"));
+    assert_eq!(
+        spec_of(&all, "web").depends_on,
+        [dep("db", DependencyCondition::Started)]
+    );
+
+    let err = convert_in(
+        dir.path(),
+        "include: [cache.yml]\nservices:\n  cache: {image: y}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "docker-compose.yml: services.cache: also defined by the included file {}; rename one of them",
+            path_in(dir.path(), "cache.yml")
+        )
+    );
+    let err = convert_in(
+        dir.path(),
+        "include: [loop-a.yml]\nservices:\n  s: {image: y}\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("include forms a cycle"), "{err}");
+    let err = convert_in(
+        dir.path(),
+        "include: [missing.yml]\nservices:\n  s: {image: y}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "docker-compose.yml: include[0].path: {} does not exist",
+            path_in(dir.path(), "missing.yml")
+        )
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // No panics on arbitrary input
 // ---------------------------------------------------------------------------------------------
 
@@ -1209,7 +1920,8 @@ proptest::proptest! {
         key in proptest::sample::select(vec![
             "ports", "volumes", "command", "entrypoint", "environment", "healthcheck", "restart",
             "deploy", "labels", "tmpfs", "networks", "depends_on", "mem_limit", "cpus", "expose",
-            "stop_grace_period", "build", "env_file",
+            "stop_grace_period", "build", "env_file", "profiles", "secrets", "configs",
+            "extends",
         ]),
         value in "[ -~]{0,30}",
     ) {
@@ -1217,6 +1929,8 @@ proptest::proptest! {
         let text = format!("services:\n  s:\n    image: x\n    {key}: {value:?}\n");
         let _ = convert_in(dir.path(), &text);
         let text = format!("services:\n  s:\n    image: x\n    {key}: [{value:?}]\n");
+        let _ = convert_in(dir.path(), &text);
+        let text = format!("include: [{value:?}]\nsecrets:\n  s: {{file: {value:?}}}\nnetworks:\n  n: {{ipam: {{config: [{{subnet: {value:?}}}]}}}}\nservices:\n  s: {{image: x, networks: [n], secrets: [s]}}\n");
         let _ = convert_in(dir.path(), &text);
     }
 }
@@ -1238,16 +1952,22 @@ fn docker_compose() -> Option<PathBuf> {
 
 /// Runs `docker-compose -p <project> -f <file> <args>`, panicking with its output on failure.
 fn compose(project: &str, file: &Path, args: &[&str]) {
-    let run = common::run(
+    let run = compose_run(project, file, args);
+    assert!(run.success(), "docker-compose {args:?}: {run}");
+}
+
+/// Runs `docker-compose -p <project> -f <file> <args>`.
+fn compose_run(project: &str, file: &Path, args: &[&str]) -> common::Run {
+    common::run(
         std::process::Command::new("docker-compose")
             .args(["--no-ansi", "-p", project, "-f"])
             .arg(file)
             .args(args),
-    );
-    assert!(run.success(), "docker-compose {args:?}: {run}");
+    )
 }
 
-/// Takes the Compose project down (containers, network, volumes) even when the test fails.
+/// Takes the Compose project down (containers, networks, volumes, of every profile) even
+/// when the test fails.
 struct ComposeProject {
     project: String,
     file: PathBuf,
@@ -1258,8 +1978,31 @@ impl Drop for ComposeProject {
         let _ = std::process::Command::new("docker-compose")
             .args(["--no-ansi", "-p", &self.project, "-f"])
             .arg(&self.file)
+            .env("COMPOSE_PROFILES", "*")
             .args(["down", "-v", "--remove-orphans", "-t", "1"])
             .output();
+        // `--profile "*"` is a Compose v2 spelling: 1.29 needs the names. Remove what is left.
+        let filter = format!("label=com.docker.compose.project={}", self.project);
+        for kind in ["container", "network", "volume"] {
+            let ls = std::process::Command::new("docker")
+                .args([kind, "ls", "-q", "--filter", &filter])
+                .args(if kind == "container" {
+                    &["-a"][..]
+                } else {
+                    &[][..]
+                })
+                .output();
+            if let Ok(out) = ls {
+                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let mut rm = std::process::Command::new("docker");
+                    rm.args([kind, "rm"]);
+                    if kind != "network" {
+                        rm.arg("-f");
+                    }
+                    let _ = rm.arg(id).output();
+                }
+            }
+        }
     }
 }
 
@@ -1299,10 +2042,49 @@ async fn inspect_labelled(
 }
 
 /// The configuration that matters for the comparison (labels aside, as Compose adds its
-/// own), normalised where the two spell the same thing differently.
-fn comparable(v: &serde_json::Value) -> serde_json::Value {
+/// own), normalised where the two spell the same thing differently: networks and volumes by
+/// the name after the project (`<project>_front` under Compose, `<project>-front` here),
+/// aliases without the container ID the daemon or Compose adds, secrets (bind mounts under
+/// Compose, copied files here) left to the caller.
+fn comparable(v: &serde_json::Value, project: &str) -> serde_json::Value {
     use serde_json::{json, Value};
     let at = |p: &str| v.pointer(p).cloned().unwrap_or(Value::Null);
+    let suffix = |name: &Value| -> Value {
+        let n = name.as_str().unwrap_or_default();
+        let short = n
+            .strip_prefix(&format!("{project}_"))
+            .or_else(|| n.strip_prefix(&format!("{project}-")))
+            .unwrap_or(n);
+        json!(short)
+    };
+    let id = at("/Id").as_str().unwrap_or_default().to_string();
+    let mut networks = serde_json::Map::new();
+    if let Some(map) = at("/NetworkSettings/Networks").as_object() {
+        for (name, endpoint) in map {
+            let mut aliases: Vec<String> = endpoint["Aliases"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str())
+                .filter(|a| !id.starts_with(a))
+                .map(str::to_string)
+                .collect();
+            aliases.sort();
+            aliases.dedup();
+            let key = suffix(&json!(name))
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            networks.insert(key, json!(aliases));
+        }
+    }
+    // The network a container is created on: only meaningful with one network (Compose 1.29
+    // and dockwright may pick a different first one of several; all are connected anyway).
+    let network_mode = if networks.len() > 1 {
+        json!("(several)")
+    } else {
+        suffix(&at("/HostConfig/NetworkMode"))
+    };
     let mut env: Vec<Value> = at("/Config/Env").as_array().cloned().unwrap_or_default();
     env.sort_by_key(|e| e.to_string());
     // An empty host address and 0.0.0.0 both publish on every IPv4 address.
@@ -1321,10 +2103,16 @@ fn comparable(v: &serde_json::Value) -> serde_json::Value {
         .cloned()
         .unwrap_or_default()
         .into_iter()
+        .filter(|m| {
+            !m["Destination"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("/run/secrets/")
+        })
         .map(|m| {
             json!({
                 "Type": m["Type"],
-                "Source": if m["Type"] == json!("volume") { m["Name"].clone() } else { m["Source"].clone() },
+                "Source": if m["Type"] == json!("volume") { suffix(&m["Name"]) } else { m["Source"].clone() },
                 "Destination": m["Destination"],
                 "RW": m["RW"],
             })
@@ -1366,7 +2154,8 @@ fn comparable(v: &serde_json::Value) -> serde_json::Value {
         "restart": restart,
         "nanoCpus": at("/HostConfig/NanoCpus"),
         "memory": at("/HostConfig/Memory"),
-        "network": at("/HostConfig/NetworkMode"),
+        "network": network_mode,
+        "networks": networks,
     })
 }
 
@@ -1489,10 +2278,14 @@ volumes:
             file_label: "docker-compose.yml".into(),
             base_dir: dir.path().to_path_buf(),
             environment: Some(environment),
+            ..ConvertOptions::default()
         },
     )
     .unwrap();
-    assert_eq!(warnings(&conversion), Vec::<String>::new());
+    assert_eq!(
+        warnings(&conversion),
+        [format!("volumes.data: becomes the Volume \"{project}-data\" (resource names are DNS labels); Compose names it \"{project}_data\", whose data is not reused: to keep using that, declare it external: true with name: {project}_data")]
+    );
     let desired = load_documents(&conversion).unwrap();
     let client = dockwright::docker::Docker::connect().await.unwrap();
     let runner = dockwright::docker::DockerRunner::new(client.clone(), owner.name());
@@ -1525,8 +2318,8 @@ volumes:
         from_dockwright.keys().collect::<Vec<_>>()
     );
     for (service, compose_inspect) in &from_compose {
-        let ours = comparable(&from_dockwright[service]);
-        let theirs = comparable(compose_inspect);
+        let ours = comparable(&from_dockwright[service], &project);
+        let theirs = comparable(compose_inspect, &project);
         assert_eq!(
             ours,
             theirs,
@@ -1536,7 +2329,7 @@ volumes:
         );
     }
     // The comparison compares something: the fields the file sets are present.
-    let web_config = comparable(&from_compose[&web]);
+    let web_config = comparable(&from_compose[&web], &project);
     assert_eq!(web_config["hostname"], "web-host");
     assert_eq!(web_config["ports"].as_object().map(|p| p.len()), Some(3));
     assert_eq!(web_config["mounts"].as_array().map(|m| m.len()), Some(2));
@@ -1545,5 +2338,238 @@ volumes:
         .unwrap()
         .contains(&serde_json::json!("GREETING=hello world")));
     assert_eq!(web_config["restart"]["MaximumRetryCount"], 3);
-    assert_eq!(comparable(&from_compose[&db])["memory"], 64 * 1024 * 1024);
+    assert_eq!(
+        comparable(&from_compose[&db], &project)["memory"],
+        64 * 1024 * 1024
+    );
+}
+
+/// The same project through `docker-compose` and through convert + converge: two networks
+/// (one internal) with aliases on each, a named volume, a secret from a file, a restart policy
+/// and memory limit, `extends` from another file, and profiles (one enabled, one not)
+/// respected by both; a dependency on a service whose profile is off refused by both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn side_by_side_networks_volumes_secrets_and_profiles() {
+    if docker_compose().is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "docker-compose is missing in CI (scripts/lib.sh DW_PACKAGES installs it)"
+        );
+        eprintln!("skipped: docker-compose is not installed (apt-get install docker-compose)");
+        return;
+    }
+    common::ensure_test_image().await;
+    let docker = common::docker().await;
+    let owner = common::TestOwner::new("convert-sbs");
+    let project = common::unique("dwsbs");
+    let api = common::unique("sbsapi");
+    let web = common::unique("sbsweb");
+    let debug = common::unique("sbsdebug");
+    let tools = common::unique("sbstools");
+    let port = free_port();
+    let image = common::TEST_IMAGE;
+    let dir = project_dir_with(&[
+        ("token.txt", "t0ken\n"),
+        (
+            "common/base.yml",
+            "services:\n  base:\n    environment: [FROM_BASE=1, SHARED=base]\n    mem_limit: 24m\n    restart: on-failure:4\n",
+        ),
+    ]);
+    let text = format!(
+        r#"services:
+  {api}:
+    image: {image}
+    command: ["httpd", "-f", "-p", "8080"]
+    environment:
+      ROLE: api
+    networks:
+      front:
+        aliases: [api-front]
+      back:
+        aliases: [api-back, store]
+    volumes:
+      - data:/data
+    secrets:
+      - token
+    restart: unless-stopped
+    mem_limit: 32m
+  {web}:
+    image: {image}
+    command: ["httpd", "-f", "-p", "8080"]
+    ports:
+      - "127.0.0.1:{port}:8080"
+    networks: [front]
+    depends_on: [{api}]
+    restart: on-failure:2
+  {debug}:
+    image: {image}
+    command: ["sleep", "600"]
+    profiles: [debug]
+  {tools}:
+    extends:
+      file: common/base.yml
+      service: base
+    image: {image}
+    command: ["sleep", "600"]
+    environment:
+      SHARED: tools
+    profiles: [tools]
+    networks:
+      back:
+        aliases: [toolbox]
+networks:
+  front: {{}}
+  back:
+    internal: true
+volumes:
+  data: {{}}
+secrets:
+  token:
+    file: ./token.txt
+"#
+    );
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(&file, &text).unwrap();
+
+    let guard = ComposeProject {
+        project: project.clone(),
+        file: file.clone(),
+    };
+    compose(&project, &file, &["--profile", "tools", "up", "-d"]);
+    let by_service = |v: &serde_json::Value| {
+        v.pointer("/Config/Labels/com.docker.compose.service")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let from_compose = inspect_labelled(
+        &docker,
+        &format!("com.docker.compose.project={project}"),
+        by_service,
+    )
+    .await;
+    let compose_secret = exec_cat(&from_compose[&api], "/run/secrets/token");
+    drop(guard);
+
+    let mut environment = test_env();
+    environment.insert("COMPOSE_PROJECT_NAME".into(), project.clone());
+    let conversion = convert_with(
+        &text,
+        &ConvertOptions {
+            file_label: "docker-compose.yml".into(),
+            base_dir: dir.path().to_path_buf(),
+            environment: Some(environment),
+            profiles: vec!["tools".into()],
+            output_dir: None,
+        },
+    )
+    .unwrap();
+    let desired = load_documents(&conversion).unwrap();
+    let client = dockwright::docker::Docker::connect().await.unwrap();
+    let runner = dockwright::docker::DockerRunner::new(client.clone(), owner.name());
+    let options = dockwright::converge::ConvergeOptions::new(owner.name());
+    let report = dockwright::converge::converge(&client, &runner, &desired, &options, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(report.converged(), "{report:?}");
+    let by_resource = |v: &serde_json::Value| {
+        v.pointer("/Config/Labels")
+            .and_then(|l| l.get(dockwright::labels::RESOURCE))
+            .and_then(|s| s.as_str())
+            .and_then(|r| r.rsplit('/').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let from_dockwright = inspect_labelled(&docker, &owner.label_filter(), by_resource).await;
+
+    assert_eq!(
+        from_compose.keys().collect::<Vec<_>>(),
+        from_dockwright.keys().collect::<Vec<_>>(),
+        "the same services, by profile"
+    );
+    assert!(!from_compose.contains_key(&debug) && from_compose.contains_key(&tools));
+    for (service, compose_inspect) in &from_compose {
+        let ours = comparable(&from_dockwright[service], &project);
+        let theirs = comparable(compose_inspect, &project);
+        assert_eq!(
+            ours,
+            theirs,
+            "service {service}:\nours   {}\ncompose {}",
+            serde_json::to_string_pretty(&ours).unwrap(),
+            serde_json::to_string_pretty(&theirs).unwrap()
+        );
+    }
+    // The comparison compares something.
+    let api_config = comparable(&from_compose[&api], &project);
+    assert_eq!(
+        api_config["networks"],
+        serde_json::json!({
+            "back": ["api-back", api.as_str(), "store"],
+            "front": ["api-front", api.as_str()],
+        })
+    );
+    assert_eq!(api_config["memory"], 32 * 1024 * 1024);
+    assert_eq!(api_config["restart"]["Name"], "unless-stopped");
+    assert_eq!(api_config["mounts"][0]["Source"], "data");
+    // `extends` from another file merged alike: environment by name, the rest inherited.
+    let tools_config = comparable(&from_compose[&tools], &project);
+    assert!(tools_config["env"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("SHARED=tools")));
+    assert_eq!(tools_config["memory"], 24 * 1024 * 1024);
+    // The secret: a bind mount under Compose, a copied file (0400) here; the same content.
+    assert_eq!(compose_secret, "t0ken\n");
+    assert_eq!(
+        exec_cat(&from_dockwright[&api], "/run/secrets/token"),
+        compose_secret
+    );
+    // The internal network is internal on both sides.
+    let internal = docker
+        .inspect_network(&format!("{project}-back"), None)
+        .await
+        .unwrap()
+        .internal;
+    assert_eq!(internal, Some(true));
+
+    // A dependency on a service whose profile is off: both refuse.
+    let bad = dir.path().join("bad.yml");
+    let bad_project = format!("{project}-bad");
+    let bad_text = format!(
+        "services:\n  {web}:\n    image: {image}\n    depends_on: [{debug}]\n  {debug}:\n    image: {image}\n    profiles: [debug]\n"
+    );
+    std::fs::write(&bad, &bad_text).unwrap();
+    let _bad_guard = ComposeProject {
+        project: bad_project.clone(),
+        file: bad.clone(),
+    };
+    let run = compose_run(&bad_project, &bad, &["up", "--no-start"]);
+    assert!(!run.success(), "{run}");
+    assert!(
+        run.to_string()
+            .contains("is not enabled by the active profiles"),
+        "{run}"
+    );
+    let err = convert_in(dir.path(), &bad_text).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("is not enabled by the active profiles"),
+        "{err}"
+    );
+}
+
+/// A temporary directory holding `files`.
+fn project_dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    project(files)
+}
+
+/// `docker exec <container> cat <path>`.
+fn exec_cat(inspect: &serde_json::Value, path: &str) -> String {
+    let id = inspect["Id"].as_str().unwrap();
+    let out = std::process::Command::new("docker")
+        .args(["exec", id, "cat", path])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cat {path}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -35,6 +35,7 @@ const EXAMPLES: &[&str] = &[
     "rolling-update",
     "secrets",
     "gitops",
+    "compose-app",
 ];
 
 fn examples_dir() -> PathBuf {
@@ -282,6 +283,9 @@ fn all_examples_plan_together() {
         "example-rolling-2",
         "example-rolling-front",
         "secrets-demo",
+        "compose-web",
+        "compose-kv",
+        "compose-worker-1",
     ] {
         assert!(
             plan.contains(&format!("create {container} ")),
@@ -327,6 +331,103 @@ fn networks_example_reaches_the_store_over_the_internal_network() {
     let again = run.dockwright(&["diff", "-f", dir.to_str().unwrap(), "--source", "example"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
     run.delete(&dir);
+}
+
+/// The Compose project and its converted manifests side by side: the manifests are still what
+/// `convert -o manifests` writes, `apply -f` of the directory skips the Compose file, builds
+/// the web image, and the app works across its two networks with its secret and volume.
+#[test]
+fn compose_app_converts_and_runs() {
+    forget_example_images(&["dockwright-examples/compose-app-web:1"]);
+    let run = Run::new("compose-app");
+    let dir = example("compose-app");
+
+    // Converting again (in a copy) writes exactly the committed manifests.
+    let copy = copy_example("compose-app");
+    let fresh = copy.path().join("manifests");
+    std::fs::remove_dir_all(&fresh).unwrap();
+    let out = dockwright()
+        .arg("convert")
+        .arg(copy.path().join("docker-compose.yml"))
+        .arg("-o")
+        .arg(&fresh)
+        .env_remove("COMPOSE_PROFILES")
+        .env_remove("COMPOSE_PROJECT_NAME")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = |d: &Path| {
+        let mut files: Vec<(String, String)> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    read(&p),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    assert_eq!(
+        listing(&fresh),
+        listing(&dir.join("manifests")),
+        "manifests/ is what `dockwright convert docker-compose.yml -o manifests` writes"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one warning (the volume's name): {stderr}"
+    );
+
+    let first = run.apply(&dir);
+    assert!(first.contains("build "), "the web image is built: {first}");
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = fetch("127.0.0.1:18091", "/cgi-bin/value");
+        if page.contains("1 time(s)") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        page, "the store has started 1 time(s)\nthe API token has 21 characters\n",
+        "{first}"
+    );
+    assert_eq!(
+        docker_ok(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.Internal}}",
+            "compose-app-back"
+        ]),
+        "true"
+    );
+    assert_eq!(
+        docker_ok(&[
+            "exec",
+            "compose-web",
+            "stat",
+            "-c",
+            "%a",
+            "/run/secrets/api_token"
+        ]),
+        "400"
+    );
+    for worker in ["compose-worker-0", "compose-worker-1"] {
+        run.wait_for(worker, Duration::from_secs(30), |r| r["state"] == "running");
+    }
+    assert!(
+        run.get().iter().all(|r| r["name"] != "compose-debug"),
+        "the debug profile is off"
+    );
+    let again = run.dockwright(&["diff", "-f", dir.to_str().unwrap(), "--source", "example"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    run.delete(&dir);
+    forget_example_images(&["dockwright-examples/compose-app-web:1"]);
 }
 
 #[test]

@@ -518,7 +518,8 @@ fn the_follower_swaps_only_whole_good_revisions() {
         path: "m".into(),
         poll: Duration::from_secs(60),
         state_dir: state.path().join("git"),
-        ssh_command: None,
+        auth: Default::default(),
+        load: Default::default(),
     };
     let mut follower = GitFollower::new(options.clone());
     let snapshot = follower
@@ -557,4 +558,514 @@ fn the_follower_swaps_only_whole_good_revisions() {
     assert!(resumed.complete);
     assert_eq!(resumed.revision.as_deref(), Some(first.as_str()));
     assert_eq!(resumed.desired.containers.len(), 1);
+}
+
+/// Every file under `dir` (recursively) whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// A follower of `url` with `auth` (no Docker).
+fn follower(
+    url: &str,
+    auth: dockwright::source::git::GitAuth,
+    state: &std::path::Path,
+) -> dockwright::source::git::GitFollower {
+    dockwright::source::git::GitFollower::new(dockwright::source::git::GitOptions {
+        url: url.to_string(),
+        reference: None,
+        path: "".into(),
+        poll: Duration::from_secs(60),
+        state_dir: state.join("git"),
+        auth,
+        load: Default::default(),
+    })
+}
+
+/// Smart HTTP through the follower alone: a token goes as the basic-auth password, the
+/// private CA is required (the system roots do not know it), no credentials or wrong ones
+/// are a clear fetch error without the secret, and nothing of the secret lands on disk.
+#[test]
+fn https_credentials_come_from_files_and_the_private_ca_is_required() {
+    use dockwright::source::git::{GitAuth, HttpCredentials, HttpSecret};
+
+    let repo = TestRepo::new();
+    let password = "pa55-https-9f3e1c";
+    let server = common::git_servers::HttpsGit::serve(&repo.served, "dwuser", password);
+    repo.write("a.yaml", &container("fh-a", ""));
+    let first = repo.commit("first");
+    let url = server.url("ops.git");
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secrets.path().join("token");
+    std::fs::write(&token_file, format!("{password}\n")).unwrap();
+    let wrong_file = secrets.path().join("wrong");
+    std::fs::write(&wrong_file, "not-the-password\n").unwrap();
+    let auth = |file: &std::path::Path, ca: bool| GitAuth {
+        http: Some(HttpCredentials {
+            username: Some("dwuser".into()),
+            secret: HttpSecret::TokenFile(file.to_path_buf()),
+        }),
+        ca_file: ca.then(|| server.ca.ca_pem.clone()),
+        ssh: None,
+    };
+    let fetch_error = |auth: GitAuth| {
+        let state = tempfile::tempdir().unwrap();
+        let mut f = follower(&url, auth, state.path());
+        assert!(f.poll_once().is_none(), "nothing is published");
+        let status = format!("{:?}", f.status());
+        assert!(!status.contains(password), "{status}");
+        let e = f.status().fetch_error.clone().expect("the fetch failed");
+        eprintln!("fetch error: {e}");
+        e
+    };
+
+    let e = fetch_error(auth(&token_file, false));
+    assert!(
+        e.contains("certificate") || e.contains("UnknownIssuer"),
+        "without the CA: {e}"
+    );
+    let e = fetch_error(GitAuth {
+        ca_file: Some(server.ca.ca_pem.clone()),
+        ..GitAuth::default()
+    });
+    assert!(e.contains("--git-token-file"), "without credentials: {e}");
+    let e = fetch_error(auth(&wrong_file, true));
+    assert!(e.contains("not accepted"), "wrong credentials: {e}");
+    assert!(!e.contains("not-the-password"), "{e}");
+
+    let state = tempfile::tempdir().unwrap();
+    let mut f = follower(&url, auth(&token_file, true), state.path());
+    let snapshot = f.poll_once().expect("converges with the token");
+    assert_eq!(snapshot.revision.as_deref(), Some(first.as_str()));
+    assert!(f.status().fetch_error.is_none());
+    assert!(
+        files_containing(state.path(), password).is_empty(),
+        "the password is nowhere on disk"
+    );
+
+    // A no-op poll: the credentials go with the first request (no 401 round trip again), and
+    // it takes the ref advertisement only (protocol v2: the capabilities, then ls-refs).
+    use std::sync::atomic::Ordering::SeqCst;
+    let (served, refused) = (server.served.load(SeqCst), server.unauthorized.load(SeqCst));
+    assert!(f.poll_once().is_none(), "nothing moved");
+    assert!(f.status().fetch_error.is_none());
+    assert_eq!(server.unauthorized.load(SeqCst), refused, "no 401 any more");
+    assert!(
+        server.served.load(SeqCst) - served <= 2,
+        "{} requests for a no-op poll",
+        server.served.load(SeqCst) - served
+    );
+
+    // The file is read at every poll: a wrong secret is refused even though the last one was
+    // accepted, and the right one works again without a new follower.
+    repo.write("b.yaml", &container("fh-b", ""));
+    let second = repo.commit("second");
+    std::fs::write(&token_file, "rotated-wrong\n").unwrap();
+    assert!(f.poll_once().is_none());
+    let e = f.status().fetch_error.clone().expect("refused");
+    assert!(
+        e.contains("not accepted") && !e.contains("rotated-wrong"),
+        "{e}"
+    );
+    std::fs::write(&token_file, password).unwrap();
+    let snapshot = f.poll_once().expect("the second revision");
+    assert_eq!(snapshot.revision.as_deref(), Some(second.as_str()));
+}
+
+/// SSH through the follower alone: with the pinned host key it fetches; once the server's
+/// host key changes, the fetch fails with a message naming the host, nothing is published,
+/// and the known_hosts file is left as it was (never trusted on first use, never updated).
+#[test]
+fn ssh_fetches_only_from_the_pinned_host_key() {
+    use dockwright::source::git::{GitAuth, SshAuth};
+
+    let repo = TestRepo::new();
+    let mut sshd = common::git_servers::Sshd::start();
+    repo.write("a.yaml", &container("fs-a", ""));
+    let first = repo.commit("first");
+    let url = sshd.url(&repo.bare);
+    let auth = GitAuth {
+        ssh: Some(SshAuth {
+            key: Some(sshd.client_key.clone()),
+            known_hosts: sshd.known_hosts.clone(),
+        }),
+        ..GitAuth::default()
+    };
+    let pinned = std::fs::read_to_string(&sshd.known_hosts).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut f = follower(&url, auth, state.path());
+    let snapshot = f.poll_once();
+    assert!(
+        f.status().fetch_error.is_none(),
+        "{:?}",
+        f.status().fetch_error
+    );
+    assert_eq!(
+        snapshot.expect("published").revision.as_deref(),
+        Some(first.as_str())
+    );
+
+    sshd.swap_host_key();
+    repo.write(
+        "a.yaml",
+        &container("fs-a", "  env: [{name: X, value: y}]\n"),
+    );
+    repo.commit("second");
+    assert!(f.poll_once().is_none(), "nothing from a changed host");
+    let e = f.status().fetch_error.clone().expect("the fetch failed");
+    eprintln!("fetch error: {e}");
+    assert!(
+        e.contains(&format!(
+            "host key for 127.0.0.1:{} does not match the pinned known_hosts",
+            sshd.port
+        )),
+        "{e}"
+    );
+    assert_eq!(f.status().applied_revision.as_deref(), Some(first.as_str()));
+    assert_eq!(std::fs::read_to_string(&sshd.known_hosts).unwrap(), pinned);
+}
+
+/// The agent over smart HTTPS with a user and password file: wrong credentials are a clear
+/// fetch error and create nothing; the right ones converge; the password appears in no log,
+/// endpoint or file of the agent's state.
+#[tokio::test]
+async fn https_agent_converges_with_good_credentials_and_wrong_ones_change_nothing() {
+    ensure_test_image().await;
+    let docker = common::docker().await;
+    let owner = TestOwner::new("12-https");
+    let repo = TestRepo::new();
+    let password = "pa55-agent-7c1d2e";
+    let server = common::git_servers::HttpsGit::serve(&repo.served, "dwuser", password);
+    let a = unique("gs-a");
+    repo.write("a.yaml", &container(&a, ""));
+    let first = repo.commit("first");
+    let secrets = tempfile::tempdir().unwrap();
+    let (good, wrong) = (
+        secrets.path().join("password"),
+        secrets.path().join("wrong"),
+    );
+    std::fs::write(&good, format!("{password}\n")).unwrap();
+    std::fs::write(&wrong, "wr0ng-password-55\n").unwrap();
+    let ca = server.ca.ca_pem.to_str().unwrap().to_string();
+    let flags = |file: &std::path::Path| {
+        vec![
+            "--git-username".to_string(),
+            "dwuser".into(),
+            "--git-password-file".into(),
+            file.to_str().unwrap().into(),
+            "--git-ca-file".into(),
+            ca.clone(),
+        ]
+    };
+
+    let wrong_flags = flags(&wrong);
+    let agent = Agent::start(
+        &owner,
+        &server.url("ops.git"),
+        &wrong_flags.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let source = agent
+        .eventually("the refused credentials reported", async || {
+            agent.source().filter(|s| s["fetchError"].is_string())
+        })
+        .await;
+    let error = source["fetchError"].as_str().unwrap();
+    assert!(error.contains("were not accepted"), "{error}");
+    assert!(source["appliedRevision"].is_null());
+    assert!(gone(&docker, &a).await, "nothing is created");
+    assert!(!agent.log_text().contains("wr0ng-password-55"));
+    drop(agent);
+
+    let good_flags = flags(&good);
+    let agent = Agent::start(
+        &owner,
+        &server.url("ops.git"),
+        &good_flags.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    agent.applied(&first).await;
+    agent
+        .eventually("a running", async || running_id(&docker, &a).await)
+        .await;
+    let (_, state) = agent.get("/state");
+    let (_, metrics) = agent.get("/metrics");
+    for (what, text) in [
+        ("/state", state),
+        ("/metrics", metrics),
+        ("the log", agent.log_text()),
+    ] {
+        assert!(!text.contains(password), "the password is in {what}");
+    }
+    assert_eq!(
+        files_containing(agent._state.path(), password),
+        Vec::<std::path::PathBuf>::new(),
+        "the password is in no file of the agent's state"
+    );
+}
+
+/// The agent over SSH with a deploy key and a pinned known_hosts: converges; once the host
+/// key changes, a new commit is not fetched, the error names the host, and the running
+/// container is left alone.
+#[tokio::test]
+async fn ssh_agent_refuses_a_swapped_host_key_and_changes_nothing() {
+    ensure_test_image().await;
+    let docker = common::docker().await;
+    let owner = TestOwner::new("12-ssh");
+    let repo = TestRepo::new();
+    let mut sshd = common::git_servers::Sshd::start();
+    let a = unique("gk-a");
+    repo.write("a.yaml", &container(&a, ""));
+    let first = repo.commit("first");
+    let agent = Agent::start(
+        &owner,
+        &sshd.url(&repo.bare),
+        &[
+            "--git-ssh-key",
+            sshd.client_key.to_str().unwrap(),
+            "--git-known-hosts",
+            sshd.known_hosts.to_str().unwrap(),
+        ],
+    );
+    agent.applied(&first).await;
+    let a1 = agent
+        .eventually("a running", async || running_id(&docker, &a).await)
+        .await;
+
+    // A poll already connected when the key changes may still finish; wait for the first
+    // refused one before committing.
+    sshd.swap_host_key();
+    let expected = format!(
+        "host key for 127.0.0.1:{} does not match the pinned known_hosts",
+        sshd.port
+    );
+    let source = agent
+        .eventually("the host key mismatch reported", async || {
+            agent.source().filter(|s| {
+                s["fetchError"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(&expected))
+            })
+        })
+        .await;
+    repo.write(
+        "a.yaml",
+        &container(&a, "  env: [{name: MODE, value: two}]\n"),
+    );
+    repo.commit("after the host key changed");
+    let failures = source["fetchFailures"].as_u64().unwrap();
+    let source = agent
+        .eventually("more refused polls", async || {
+            agent
+                .source()
+                .filter(|s| s["fetchFailures"].as_u64().unwrap_or(0) >= failures + 2)
+        })
+        .await;
+    assert_eq!(
+        source["appliedRevision"],
+        first.as_str(),
+        "{}",
+        agent.log_text()
+    );
+    assert!(agent.log_text().contains(&expected), "the log says so too");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(running_id(&docker, &a).await.as_deref(), Some(a1.as_str()));
+}
+
+/// Runs the Debian `age` CLI (never the code under test) to encrypt `plaintext` to `recipient`.
+fn age_encrypt(recipient: &str, plaintext: &str, out: &std::path::Path, armor: bool) {
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let mut cmd = std::process::Command::new("age");
+    cmd.args(["-r", recipient]);
+    if armor {
+        cmd.arg("-a");
+    }
+    let mut child = cmd
+        .arg("-o")
+        .arg(out)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run age (Debian's age package)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(plaintext.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// `age-keygen -o FILE`; returns the public key.
+fn age_keygen(file: &std::path::Path) -> String {
+    let out = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(file)
+        .output()
+        .expect("run age-keygen");
+    assert!(out.status.success());
+    let out = std::process::Command::new("age-keygen")
+        .arg("-y")
+        .arg(file)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// age-encrypted secrets in the repository: with the wrong identity the revision fails with
+/// the file and resource named and nothing is created; with the right one the secret env and
+/// the secret file reach the container, and the plaintext is nowhere else: not in `/state`,
+/// the metrics, the log, the container's labels or any file of the agent's state (the
+/// checkout holds only the encrypted files). `diff -f` takes `--age-identity` too.
+#[tokio::test]
+async fn an_age_encrypted_secret_reaches_the_container_and_nothing_else() {
+    ensure_test_image().await;
+    let docker = common::docker().await;
+    let owner = TestOwner::new("12-age");
+    let repo = TestRepo::new();
+    let daemon = GitDaemon::serve(&repo);
+    let keys = tempfile::tempdir().unwrap();
+    let (key, other) = (keys.path().join("key.txt"), keys.path().join("other.txt"));
+    let recipient = age_keygen(&key);
+    age_keygen(&other);
+    let (env_secret, file_secret) = (unique("dw-age-env"), unique("dw-age-file"));
+    age_encrypt(
+        &recipient,
+        &format!("{env_secret}\n"),
+        &repo.work.join("secrets/db.age"),
+        false,
+    );
+    age_encrypt(
+        &recipient,
+        &file_secret,
+        &repo.work.join("secrets/token.age"),
+        true,
+    );
+    let a = unique("ga-a");
+    repo.write(
+        "app.yaml",
+        &container(
+            &a,
+            "  env:\n  - name: DB_PASSWORD\n    valueFrom: {file: secrets/db.age}\n  files:\n  - path: /etc/app/token\n    source: secrets/token.age\n",
+        ),
+    );
+    let first = repo.commit("encrypted secrets");
+
+    // The one-shot commands: without the identity the file and the flag are named.
+    let out = dockwright()
+        .args(["diff", "--owner", owner.name(), "-f"])
+        .arg(repo.work.join("app.yaml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("secrets/db.age") && text.contains("--age-identity"),
+        "{text}"
+    );
+    let out = dockwright()
+        .args(["diff", "--owner", owner.name(), "--age-identity"])
+        .arg(&key)
+        .arg("-f")
+        .arg(repo.work.join("app.yaml"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "changes to make: {text}");
+    assert!(
+        !text.contains(&env_secret) && !text.contains(&file_secret),
+        "{text}"
+    );
+
+    // The wrong identity: the revision fails, naming the file and the resource.
+    let agent = Agent::start(
+        &owner,
+        &daemon.url(),
+        &["--age-identity", other.to_str().unwrap()],
+    );
+    let source = agent
+        .eventually("the revision rejected", async || {
+            agent
+                .source()
+                .filter(|s| s["attemptedRevision"] == first.as_str())
+        })
+        .await;
+    let error = source["attemptedError"].as_str().unwrap();
+    assert!(
+        error.contains("secrets/db.age")
+            && error.contains(&a)
+            && error.contains("not encrypted to any key"),
+        "{error}"
+    );
+    assert!(source["appliedRevision"].is_null());
+    assert!(gone(&docker, &a).await, "nothing is created");
+    drop(agent);
+
+    let agent = Agent::start(
+        &owner,
+        &daemon.url(),
+        &["--age-identity", key.to_str().unwrap()],
+    );
+    agent.applied(&first).await;
+    agent
+        .eventually("a running", async || running_id(&docker, &a).await)
+        .await;
+    let inspect = docker.inspect_container(&a, None).await.unwrap();
+    let config = inspect.config.unwrap();
+    assert!(
+        config
+            .env
+            .unwrap_or_default()
+            .contains(&format!("DB_PASSWORD={env_secret}")),
+        "the secret env reaches the container"
+    );
+    let out = std::process::Command::new("docker")
+        .args(["exec", &a, "cat", "/etc/app/token"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        file_secret,
+        "the secret file reaches the container"
+    );
+    let labels = format!("{:?}", config.labels.unwrap_or_default());
+    let (_, state) = agent.get("/state");
+    let (_, metrics) = agent.get("/metrics");
+    for secret in [&env_secret, &file_secret] {
+        for (what, text) in [
+            ("/state", &state),
+            ("/metrics", &metrics),
+            ("the labels", &labels),
+            ("the log", &agent.log_text()),
+        ] {
+            assert!(!text.contains(secret.as_str()), "a secret is in {what}");
+        }
+        assert_eq!(
+            files_containing(agent._state.path(), secret),
+            Vec::<std::path::PathBuf>::new(),
+            "a secret is in a file of the agent's state"
+        );
+    }
 }

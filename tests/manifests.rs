@@ -642,6 +642,27 @@ fn expand_paths_walks_directories_sorted_skipping_hidden() {
 }
 
 #[test]
+fn expand_paths_skips_compose_files_in_directories() {
+    let tree = Tree::new(&[
+        ("app/docker-compose.yml", ""),
+        ("app/docker-compose.prod.yaml", ""),
+        ("app/compose.yaml", ""),
+        ("app/web.yaml", ""),
+        ("app/my-compose.yml", ""),
+    ]);
+    let got = expand_paths(&[tree.root(), tree.path("app/compose.yaml")]).unwrap();
+    let rel: Vec<String> = got
+        .iter()
+        .map(|p| p.strip_prefix(tree.root()).unwrap().display().to_string())
+        .collect();
+    // Named explicitly, a Compose file is read like any other (and rejected by the parser).
+    assert_eq!(
+        rel,
+        ["app/my-compose.yml", "app/web.yaml", "app/compose.yaml"]
+    );
+}
+
+#[test]
 fn expand_paths_survives_symlink_loops() {
     let tree = Tree::new(&[("d/a.yaml", "")]);
     std::os::unix::fs::symlink(tree.path("d"), tree.path("d/loop")).unwrap();

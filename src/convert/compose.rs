@@ -15,6 +15,8 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use super::node::Node;
+
 /// A mapping whose key order is kept (services, networks and volumes in file order).
 #[derive(Clone, Debug, PartialEq)]
 pub struct OrderedMap<T>(pub Vec<(String, T)>);
@@ -92,9 +94,89 @@ pub struct ComposeFile {
     /// Networks.
     #[serde(default)]
     pub networks: OrderedMap<Option<NetworkDef>>,
-    /// Everything else (`secrets`, `configs`, `include`, `x-...`).
+    /// Secrets services may mount.
+    #[serde(default)]
+    pub secrets: OrderedMap<Option<SecretDef>>,
+    /// Configs services may mount.
+    #[serde(default)]
+    pub configs: OrderedMap<Option<SecretDef>>,
+    /// Everything else (`x-...`; `include` is resolved on the tree before this model).
     #[serde(flatten)]
     pub other: Other,
+}
+
+/// A top-level secret or config.
+#[derive(Debug, Default, Deserialize)]
+pub struct SecretDef {
+    /// Content from a host file, relative to the Compose file.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Content from a variable of the environment `convert` runs in.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Inline content (configs only).
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Managed outside Compose.
+    #[serde(default)]
+    pub external: Option<External>,
+    /// The name on the platform (not used for file- or environment-backed ones).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub name: Option<String>,
+    /// Everything else (`driver`, `template_driver`, `labels`).
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+/// A service's `secrets` or `configs` entry: a name, or the long syntax.
+#[derive(Debug)]
+pub enum SecretRef {
+    /// Just the source name.
+    Short(String),
+    /// The long syntax.
+    Long(SecretRefLong),
+}
+
+/// The long syntax of a service's `secrets` / `configs` entry.
+#[derive(Debug, Default, Deserialize)]
+pub struct SecretRefLong {
+    /// The top-level secret or config.
+    pub source: String,
+    /// Path in the container (relative: under `/run/secrets` for secrets).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Owner uid.
+    #[serde(default)]
+    pub uid: Option<String>,
+    /// Owner gid.
+    #[serde(default)]
+    pub gid: Option<String>,
+    /// Permission bits (octal as written, or a decimal number).
+    #[serde(default)]
+    pub mode: Option<Node>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+impl FromShortLong for SecretRef {
+    type Long = SecretRefLong;
+    fn short(s: String) -> Self {
+        SecretRef::Short(s)
+    }
+    fn long(l: SecretRefLong) -> Self {
+        SecretRef::Long(l)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ShortOrLong::<SecretRef, SecretRefLong>(
+            PhantomData,
+            "a secret name or a mapping with source, target, uid, gid, mode",
+        ))
+    }
 }
 
 /// One service.
@@ -196,6 +278,15 @@ pub struct Service {
     /// IPC namespace: `host`, `private`, `shareable`, `service:x`, `container:x`.
     #[serde(default)]
     pub ipc: Option<String>,
+    /// Profiles the service belongs to (none: always enabled).
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// Secrets mounted as files.
+    #[serde(default)]
+    pub secrets: Vec<SecretRef>,
+    /// Configs mounted as files.
+    #[serde(default)]
+    pub configs: Vec<SecretRef>,
     /// Everything else.
     #[serde(flatten)]
     pub other: Other,
@@ -602,7 +693,10 @@ pub struct NetworkAttachment {
     /// Extra DNS names.
     #[serde(default)]
     pub aliases: Vec<String>,
-    /// Everything else (`ipv4_address`, `priority`, ...).
+    /// Fixed IPv4 address.
+    #[serde(default)]
+    pub ipv4_address: Option<String>,
+    /// Everything else (`ipv6_address`, `priority`, ...).
     #[serde(flatten)]
     pub other: Other,
 }
@@ -641,7 +735,10 @@ pub struct DependsOnEntry {
     /// `service_started` (default), `service_healthy`, `service_completed_successfully`.
     #[serde(default)]
     pub condition: Option<String>,
-    /// Everything else (`restart`, `required`).
+    /// `false`: a dependency that is not converted (its profile is off) is dropped.
+    #[serde(default)]
+    pub required: Option<bool>,
+    /// Everything else (`restart`).
     #[serde(flatten)]
     pub other: Other,
 }
@@ -790,7 +887,16 @@ pub struct VolumeDef {
     /// Created outside Compose.
     #[serde(default)]
     pub external: Option<External>,
-    /// Everything else (`driver`, `driver_opts`, `labels`).
+    /// Volume driver.
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// Driver options.
+    #[serde(default)]
+    pub driver_opts: Option<ListOrMap>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: Option<ListOrMap>,
+    /// Everything else.
     #[serde(flatten)]
     pub other: Other,
 }
@@ -804,7 +910,59 @@ pub struct NetworkDef {
     /// Created outside Compose.
     #[serde(default)]
     pub external: Option<External>,
-    /// Everything else (`driver`, `ipam`, `internal`, ...).
+    /// Network driver.
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// Driver options.
+    #[serde(default)]
+    pub driver_opts: Option<ListOrMap>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: Option<ListOrMap>,
+    /// No outside route.
+    #[serde(default)]
+    pub internal: Option<bool>,
+    /// Standalone containers may attach.
+    #[serde(default)]
+    pub attachable: Option<bool>,
+    /// IPv6.
+    #[serde(default)]
+    pub enable_ipv6: Option<bool>,
+    /// Address management.
+    #[serde(default)]
+    pub ipam: Option<Ipam>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+/// A network's `ipam`.
+#[derive(Debug, Default, Deserialize)]
+pub struct Ipam {
+    /// IPAM driver.
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// Address pools.
+    #[serde(default)]
+    pub config: Vec<IpamConfig>,
+    /// Everything else (`options`).
+    #[serde(flatten)]
+    pub other: Other,
+}
+
+/// One `ipam.config` pool.
+#[derive(Debug, Default, Deserialize)]
+pub struct IpamConfig {
+    /// Subnet in CIDR form.
+    #[serde(default)]
+    pub subnet: Option<String>,
+    /// Gateway address.
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// Sub-range for containers.
+    #[serde(default)]
+    pub ip_range: Option<String>,
+    /// Everything else (`aux_addresses`).
     #[serde(flatten)]
     pub other: Other,
 }

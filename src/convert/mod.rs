@@ -1,12 +1,16 @@
-//! `dockwright convert`: a Compose file → dockwright manifests (one `Container` per service),
-//! plus a [`Warning`] for everything that has no exact equivalent. The library part: reads the
-//! Compose file, its `.env` and the services' `env_file`s; writing the output is the caller's.
+//! `dockwright convert`: a Compose file → dockwright manifests (a `Container` per service, an
+//! `Image` per build, a `Network` / `Volume` per top-level network and volume in use), plus a
+//! [`Warning`] for everything that has no exact equivalent. The library part: reads the
+//! Compose file, its `.env`, included and extended files, the services' `env_file`s; writing
+//! the output is the caller's.
 //!
 //! Steps: YAML → an order-keeping tree ([`node`]) → `${VAR}` interpolation on every string
-//! ([`interpolate`]; variables from the process environment over `.env`, as Compose) → the
-//! typed Compose model ([`compose`], errors name the field path) → `Container` specs
-//! ([`to_manifests`], whose module doc lists the mapping decisions) → YAML through the real API
-//! types with serde-saphyr, so every document parses back.
+//! ([`interpolate`]; variables from the process environment over `.env`, as Compose) →
+//! `include` and `extends` resolved on the trees ([`load`], [`extends`]) → the typed Compose
+//! model ([`compose`], errors name the field path) → networks and volumes ([`objects`]) and
+//! `Container` specs of the services the profiles enable ([`to_manifests`], whose module doc
+//! lists the mapping decisions) → YAML through the real API types with serde-saphyr, so every
+//! document parses back.
 //!
 //! The project name is Compose's: `COMPOSE_PROJECT_NAME`, else the top-level `name:`, else
 //! the Compose file's directory, normalised as Compose does. It appears only where Compose puts
@@ -14,11 +18,17 @@
 
 mod compose;
 mod dotenv;
+mod extends;
 mod interpolate;
+mod load;
 mod mounts;
 mod node;
+mod objects;
+mod paths;
 mod ports;
+mod profiles;
 mod rollout;
+mod secrets;
 mod security;
 mod shell;
 mod to_manifests;
@@ -103,7 +113,7 @@ pub enum ConvertError {
 }
 
 /// Inputs of [`convert_with`] besides the text.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ConvertOptions {
     /// How errors and output comments name the Compose file.
     pub file_label: String,
@@ -113,6 +123,11 @@ pub struct ConvertOptions {
     /// Variables for interpolation and env passthrough; `None` reads the process environment.
     /// `.env` in `base_dir` adds the variables these do not set.
     pub environment: Option<BTreeMap<String, String>>,
+    /// Active profiles (`--profile`); empty: `COMPOSE_PROFILES` from the variables.
+    pub profiles: Vec<String>,
+    /// The directory the manifests will be written to: host paths (bind mounts, build
+    /// contexts, file sources) are then written relative to it, else absolute.
+    pub output_dir: Option<PathBuf>,
 }
 
 /// Converts the Compose file at `path` (its directory is the base directory).
@@ -130,7 +145,34 @@ pub fn convert_file(path: &Path) -> Result<Conversion, ConvertError> {
         &ConvertOptions {
             file_label: path.display().to_string(),
             base_dir,
+            ..ConvertOptions::default()
+        },
+    )
+}
+
+/// Converts the Compose file at `path` with the given active profiles, writing host paths
+/// relative to `output_dir` when given (the CLI's `--profile` and `-o`).
+pub fn convert_file_with(
+    path: &Path,
+    profiles: Vec<String>,
+    output_dir: Option<PathBuf>,
+) -> Result<Conversion, ConvertError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConvertError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base_dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    convert_with(
+        &text,
+        &ConvertOptions {
+            file_label: path.display().to_string(),
+            base_dir,
             environment: None,
+            profiles,
+            output_dir,
         },
     )
 }
@@ -142,7 +184,7 @@ pub fn convert_str(text: &str, base_dir: &Path) -> Result<Conversion, ConvertErr
         &ConvertOptions {
             file_label: base_dir.join("docker-compose.yml").display().to_string(),
             base_dir: base_dir.to_path_buf(),
-            environment: None,
+            ..ConvertOptions::default()
         },
     )
 }
@@ -155,34 +197,20 @@ pub fn convert_with(text: &str, options: &ConvertOptions) -> Result<Conversion, 
         field: field.to_string(),
         message,
     };
-    if text.len() > crate::source::MAX_FILE_BYTES {
-        return Err(ConvertError::Yaml {
-            file: file.to_string(),
-            message: format!(
-                "file is larger than the limit of {} bytes",
-                crate::source::MAX_FILE_BYTES
-            ),
-        });
-    }
-    let base_dir: PathBuf = std::path::absolute(&options.base_dir)
-        .map_err(|source| ConvertError::Read {
-            path: options.base_dir.clone(),
-            source,
-        })?
-        .components()
-        .collect();
+    let absolute = |p: &Path| -> Result<PathBuf, ConvertError> {
+        std::path::absolute(p)
+            .map(|a| paths::normalise(&a))
+            .map_err(|source| ConvertError::Read {
+                path: p.to_path_buf(),
+                source,
+            })
+    };
+    let base_dir = absolute(&options.base_dir)?;
+    let output_dir = options.output_dir.as_deref().map(absolute).transpose()?;
     let mut warnings = Warnings::default();
     let vars = variables(options, &base_dir, &mut warnings)?;
 
-    let mut tree = read_yaml(text, file)?;
-    if !matches!(tree, Node::Map(_)) {
-        return Err(invalid(
-            "(top level)",
-            format!("expected a mapping with services, found {}", tree.kind()),
-        ));
-    }
-    interpolate_tree(&mut tree, &mut String::new(), &vars, &mut warnings)
-        .map_err(|(field, message)| invalid(&field, message))?;
+    let tree = load::Loader::new(&mut warnings).main(text, file, &base_dir, &vars)?;
     let model: compose::ComposeFile = serde_path_to_error::deserialize(&tree).map_err(|e| {
         let path = e.path().to_string();
         invalid(&path, e.into_inner().to_string())
@@ -194,10 +222,16 @@ pub fn convert_with(text: &str, options: &ConvertOptions) -> Result<Conversion, 
         base_dir: &base_dir,
         vars: &vars,
         project: &project,
+        output_dir: output_dir.as_deref(),
     };
-    let converted = to_manifests::convert(&cx, &model, &mut warnings)?;
+    let active = profiles::Active::new(
+        &options.profiles,
+        vars.get("COMPOSE_PROFILES").map(String::as_str),
+    );
+    let objects = objects::convert(&cx, &model, &mut warnings)?;
+    let converted = to_manifests::convert(&cx, &model, &active, &objects, &mut warnings)?;
 
-    let mut documents = Vec::with_capacity(converted.len());
+    let mut documents = object_documents(file, &objects, &converted, &mut warnings)?;
     for c in converted {
         let resource = c.container.metadata.name.clone().unwrap_or_default();
         let output_error = |e: serde_saphyr::SerializeError| ConvertError::Output {
@@ -233,6 +267,83 @@ pub fn convert_with(text: &str, options: &ConvertOptions) -> Result<Conversion, 
         documents,
         warnings: warnings.list,
     })
+}
+
+/// One document per declared network and volume some converted container uses
+/// (`<name>.network.yaml`, `<name>.volume.yaml`: container names have no dots, so these never
+/// collide with a service's file); a warning for each declared one nothing uses.
+fn object_documents(
+    file: &str,
+    objects: &objects::Objects,
+    converted: &[to_manifests::Converted],
+    warnings: &mut Warnings,
+) -> Result<Vec<(String, String)>, ConvertError> {
+    let mut used_networks = std::collections::BTreeSet::new();
+    let mut used_volumes = std::collections::BTreeSet::new();
+    for c in converted {
+        let spec = &c.container.spec;
+        used_networks.extend(spec.network.iter().cloned());
+        used_networks.extend(spec.networks.iter().map(|n| n.name.clone()));
+        used_volumes.extend(
+            spec.volumes
+                .iter()
+                .filter(|v| v.type_ == crate::api::VolumeType::Volume)
+                .filter_map(|v| v.source.clone()),
+        );
+    }
+    let mut documents = Vec::new();
+    for (kind, list, used) in [
+        ("network", &objects.networks, &used_networks),
+        ("volume", &objects.volumes, &used_volumes),
+    ] {
+        for (key, d) in list {
+            if !used.contains(&d.name) {
+                if key != "default" || kind != "network" {
+                    warnings.push(
+                        None,
+                        d.field.clone(),
+                        "not used by any converted service; not converted",
+                    );
+                }
+                continue;
+            }
+            if let Some(compose_name) = &d.compose_name {
+                warnings.push(
+                    None,
+                    d.field.clone(),
+                    format!(
+                        "becomes the Volume {:?} (resource names are DNS labels); Compose names it {compose_name:?}, whose data is not reused: to keep using that, declare it external: true with name: {compose_name}",
+                        d.name
+                    ),
+                );
+            }
+            let Some(object) = &d.object else { continue };
+            let yaml = match object {
+                objects::Object::Network(n) => serde_saphyr::to_string(n),
+                objects::Object::Volume(v) => serde_saphyr::to_string(v),
+            }
+            .map_err(|e| ConvertError::Output {
+                resource: d.name.clone(),
+                message: e.to_string(),
+            })?;
+            let mut out = format!(
+                "# Converted by `dockwright convert` from {}, {kind} {key:?}.\n",
+                file_name(file)
+            );
+            let prefix = format!("{}.", d.field);
+            for w in warnings.list.iter().filter(|w| {
+                w.service.is_none() && (w.field == d.field || w.field.starts_with(&prefix))
+            }) {
+                out.push_str(&format!(
+                    "# warning: {}\n",
+                    w.to_string().replace('\n', " ")
+                ));
+            }
+            out.push_str(&yaml);
+            documents.push((format!("{}.{kind}.yaml", d.name), out));
+        }
+    }
+    Ok(documents)
 }
 
 /// The last component of a file label (output comments should not embed absolute paths).
@@ -289,23 +400,42 @@ fn variables(
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect(),
     };
-    let path = base_dir.join(".env");
-    let text = match std::fs::read_to_string(&path) {
+    add_dotenv(&mut vars, &base_dir.join(".env"), warnings)?;
+    Ok(vars)
+}
+
+/// Adds the variables the env file at `path` sets that `vars` does not (a missing file adds
+/// nothing).
+fn add_dotenv(
+    vars: &mut BTreeMap<String, String>,
+    path: &Path,
+    warnings: &mut Warnings,
+) -> Result<(), ConvertError> {
+    let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vars),
-        Err(source) => return Err(ConvertError::Read { path, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(ConvertError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
     };
     let lines =
-        dotenv::parse_env_file(&text, &vars).map_err(|(line, message)| ConvertError::Invalid {
+        dotenv::parse_env_file(&text, vars).map_err(|(line, message)| ConvertError::Invalid {
             file: path.display().to_string(),
             field: format!("line {line}"),
             message,
         })?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     for line in lines {
         for var in &line.unset {
             warnings.push(
                 None,
-                format!(".env:{}", line.line),
+                format!("{name}:{}", line.line),
                 format!("variable {var} is not set; substituted an empty string"),
             );
         }
@@ -313,7 +443,7 @@ fn variables(
             vars.entry(line.name).or_insert(value);
         }
     }
-    Ok(vars)
+    Ok(())
 }
 
 /// Interpolates every string of the tree in place. Errors carry the field path.

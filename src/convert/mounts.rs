@@ -47,19 +47,20 @@ fn bind_mount(
     w: &mut Warnings,
 ) -> Result<VolumeMount, ConvertError> {
     let path = resolve_host_path(sc.cx, source);
-    let Some(path_str) = path.to_str() else {
+    let Some(abs_str) = path.to_str() else {
         return Err(sc.err(field, format!("{} is not valid UTF-8", path.display())));
     };
+    let path_str = sc.cx.manifest_path(&path);
     if !path.exists() {
         sc.warn(
             w,
             field,
-            format!("{path_str} does not exist: Compose creates it, dockwright requires it; create it before applying"),
+            format!("{abs_str} does not exist: Compose creates it, dockwright requires it; create it before applying"),
         );
     }
     Ok(VolumeMount {
         type_: VolumeType::Bind,
-        source: Some(path_str.to_string()),
+        source: Some(path_str),
         target: target.to_string(),
         read_only,
         size_limit: None,

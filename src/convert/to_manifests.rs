@@ -5,11 +5,16 @@
 //! Mapping decisions (the design is silent on these):
 //! - Resource name: `container_name` when it is a DNS label, else the service name lowercased
 //!   with `_` and `.` turned into `-` (a warning says when the name changed).
-//! - Named volumes and networks keep the Docker names Compose gives them (`<project>_<key>`, or
-//!   their `name:`; external ones as written), so a converted project reuses the data and
-//!   networks its Compose deployment made. A service without `networks` joins the project's
-//!   default network `<project>_default`, as under Compose; every service on a named network
-//!   gets its service name as an alias, so services still resolve each other by name.
+//! - Top-level networks and volumes become `Network` and `Volume` resources named
+//!   `<project>-<key>` ([`objects`](super::objects) has the rules; external ones are referenced
+//!   by their Docker name). A service without `networks` joins the project's `default`
+//!   network, as under Compose; one network (without a fixed address) is written as
+//!   `network` + `networkAliases`, several as the `networks` list, each with its aliases and
+//!   `ipv4_address`. Every service gets its service name as an alias on each of its networks,
+//!   so services still resolve each other by name.
+//! - Services whose profiles are all inactive are left out ([`profiles`](super::profiles));
+//!   `secrets` and `configs` become `files` ([`secrets`](super::secrets)); `extends` and
+//!   `include` were resolved on the tree before ([`load`](super::load)).
 //! - Compose's default `restart: "no"` is `restartPolicy: Never`; `always` and
 //!   `unless-stopped` are both `Always` (dockwright runs it as Docker's `unless-stopped`).
 //! - Compose pulls only missing images, so `imagePullPolicy` is `IfNotPresent` unless
@@ -18,12 +23,13 @@
 //!   `hostIP: 0.0.0.0` without `hostPort`, which dockwright publishes on a random port too.
 //! - An anonymous volume becomes the named volume `<project>_<resource>_<target path>`, so its
 //!   data survives a recreate as under Compose (warned: all replicas share it).
-//! - Bind-mount sources are written as absolute paths (the output directory is not known here).
+//! - Host paths (bind-mount sources, build contexts, file sources) are written relative to the
+//!   output directory when the caller gives it (`convert -o DIR`), else absolute.
 //! - `privileged`, `cap_add`, `cap_drop`, `devices`, `pid: host` and `ipc: host` are written
 //!   as they are ([`security`](super::security)); the agent's policy refuses them unless it
 //!   allows each. `deploy.update_config` becomes `strategy` ([`rollout`](super::rollout)).
 //! - `build` becomes an `Image` of the service's resource name with `build` (context written
-//!   as an absolute path, `dockerfile` relative to it as in Compose, `args`, `target`,
+//!   as a host path, `dockerfile` relative to it as in Compose, `args`, `target`,
 //!   `labels`) whose `ref` is the service's `image:` (else Compose v2's default name
 //!   `<project>-<service>`); the `Container` names that `Image`. A build arg without a value
 //!   (taken from the environment by Compose) is dropped with a warning.
@@ -32,20 +38,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::compose::{
-    Build, ComposeFile, DependsOn, Healthcheck as ComposeHealthcheck, ListOrMap, NetworkDef,
-    Service, VolumeDef, Words,
+    Build, ComposeFile, DependsOn, Healthcheck as ComposeHealthcheck, ListOrMap, Service, Words,
 };
 use super::dotenv::parse_env_file;
 use super::mounts::{resolve_host_path, tmpfs_mount, volume, MountCx};
+use super::objects::Objects;
 use super::ports::{expose, port};
+use super::profiles::Active;
 use super::rollout::strategy;
 use super::security::security;
 use super::units::{cpu_quantity, parse_duration, size_quantity};
 use super::warnings::Warnings;
 use super::{shell, ConvertError};
 use crate::api::{
-    Container, ContainerSpec, Dependency, DependencyCondition, EnvVar, HealthCheck, PullPolicy,
-    ResourceLimits, Resources, RestartPolicy,
+    Container, ContainerSpec, Dependency, DependencyCondition, EnvVar, HealthCheck,
+    NetworkAttachment, PullPolicy, ResourceLimits, Resources, RestartPolicy,
 };
 
 /// What a conversion needs besides the Compose model.
@@ -58,9 +65,29 @@ pub(crate) struct Context<'a> {
     pub vars: &'a BTreeMap<String, String>,
     /// The Compose project name.
     pub project: &'a str,
+    /// Where the manifests are written (host paths are written relative to it), if known.
+    pub output_dir: Option<&'a Path>,
 }
 
 impl Context<'_> {
+    /// A host path as a manifest names it: relative to the output directory when it is
+    /// known (manifests resolve paths against their own file), else absolute.
+    pub(super) fn manifest_path(&self, path: &Path) -> String {
+        match self.output_dir {
+            Some(dir) => {
+                let rel = super::paths::relative_to(path, dir)
+                    .to_string_lossy()
+                    .into_owned();
+                if rel == "." || rel.starts_with("../") || rel == ".." {
+                    rel
+                } else {
+                    format!("./{rel}")
+                }
+            }
+            None => path.to_string_lossy().into_owned(),
+        }
+    }
+
     pub(super) fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ConvertError {
         ConvertError::Invalid {
             file: self.file.to_string(),
@@ -81,10 +108,12 @@ pub(crate) struct Converted {
     pub image: Option<crate::api::Image>,
 }
 
-/// Converts every service of `file`, in file order.
+/// Converts every service of `file` the active profiles enable, in file order.
 pub(crate) fn convert(
     cx: &Context<'_>,
     file: &ComposeFile,
+    active: &Active,
+    objects: &Objects,
     warnings: &mut Warnings,
 ) -> Result<Vec<Converted>, ConvertError> {
     warnings.unsupported(None, "", &file.other.0);
@@ -92,23 +121,34 @@ pub(crate) fn convert(
         return Err(cx.err("services", "no services to convert"));
     }
     let names = resource_names(cx, file, warnings)?;
-    let volumes = named_objects(cx, "volumes", &file.volumes, warnings, |d: &VolumeDef| {
-        (&d.name, &d.external, &d.other.0)
-    })?;
-    let networks = named_objects(
-        cx,
-        "networks",
-        &file.networks,
-        warnings,
-        |d: &NetworkDef| (&d.name, &d.external, &d.other.0),
-    )?;
+    let volumes = super::objects::names(&objects.volumes);
+    let networks = super::objects::names(&objects.networks);
+    let disabled: BTreeMap<String, Vec<String>> = file
+        .services
+        .0
+        .iter()
+        .filter(|(_, s)| !active.enables(s))
+        .map(|(n, s)| (n.clone(), s.profiles.clone()))
+        .collect();
+    if disabled.len() == file.services.0.len() {
+        return Err(cx.err(
+            "services",
+            "no service is enabled by the active profiles; name one with --profile (or COMPOSE_PROFILES)",
+        ));
+    }
     let tables = Tables {
         names: &names,
         volumes: &volumes,
         networks: &networks,
+        disabled: &disabled,
+        file,
     };
     let mut out = Vec::new();
     for (service_name, service) in &file.services.0 {
+        if disabled.contains_key(service_name) {
+            tracing::debug!(service = %service_name, "left out: none of its profiles is active");
+            continue;
+        }
         let _span = tracing::debug_span!("convert", service = %service_name).entered();
         let sc = ServiceCx {
             cx,
@@ -137,6 +177,10 @@ pub(super) struct Tables<'a> {
     pub(super) volumes: &'a BTreeMap<String, String>,
     /// Compose network key → Docker network name.
     pub(super) networks: &'a BTreeMap<String, String>,
+    /// Services left out by the profiles → their profiles.
+    pub(super) disabled: &'a BTreeMap<String, Vec<String>>,
+    /// The whole file (secrets and configs).
+    pub(super) file: &'a ComposeFile,
 }
 
 /// The service being converted.
@@ -246,60 +290,6 @@ fn resource_names(
     Ok(names)
 }
 
-/// Docker names of top-level volumes or networks: `name:`, else the external key (or legacy
-/// `external.name`), else `<project>_<key>`. The `default` network always exists.
-fn named_objects<D>(
-    cx: &Context<'_>,
-    section: &str,
-    defs: &super::compose::OrderedMap<Option<D>>,
-    warnings: &mut Warnings,
-    parts: impl Fn(
-        &D,
-    ) -> (
-        &Option<String>,
-        &Option<super::compose::External>,
-        &Vec<String>,
-    ),
-) -> Result<BTreeMap<String, String>, ConvertError> {
-    let mut out = BTreeMap::new();
-    if section == "networks" {
-        out.insert("default".to_string(), format!("{}_default", cx.project));
-    }
-    for (key, def) in &defs.0 {
-        let field = format!("{section}.{key}");
-        let name = match def {
-            None => format!("{}_{key}", cx.project),
-            Some(def) => {
-                let (name, external, other) = parts(def);
-                warnings.unsupported(None, &field, other);
-                let external = external.as_ref();
-                let legacy = external.and_then(|e| e.name.clone());
-                if let (Some(n), Some(l)) = (name, &legacy) {
-                    if n != l {
-                        return Err(cx.err(
-                            format!("{field}.external.name"),
-                            "conflicts with name; keep only name",
-                        ));
-                    }
-                }
-                match (
-                    name.clone().or(legacy),
-                    external.is_some_and(|e| e.external),
-                ) {
-                    (Some(n), _) => n,
-                    (None, true) => key.clone(),
-                    (None, false) => format!("{}_{key}", cx.project),
-                }
-            }
-        };
-        if name.is_empty() {
-            return Err(cx.err(format!("{field}.name"), "must not be empty"));
-        }
-        out.insert(key.clone(), name);
-    }
-    Ok(out)
-}
-
 fn convert_service(
     sc: &ServiceCx<'_>,
     s: &Service,
@@ -309,7 +299,7 @@ fn convert_service(
     sc.unsupported(w, "", &s.other.0);
     let (image, image_pull_policy, built) = image(sc, s, w)?;
     let replicas = replicas(sc, s, w)?;
-    let (network, network_aliases) = network(sc, s, t, w)?;
+    let (network, network_aliases, networks) = network(sc, s, t, w)?;
     let mut ports = Vec::new();
     for (i, p) in s.ports.iter().enumerate() {
         ports.extend(port(sc, i, p, w)?);
@@ -371,6 +361,8 @@ fn convert_service(
         volumes,
         network,
         network_aliases,
+        networks,
+        files: super::secrets::files(sc, s, t.file, w)?,
         restart_policy,
         max_restarts,
         healthcheck: healthcheck(sc, s.healthcheck.as_ref(), w)?,
@@ -430,10 +422,10 @@ fn image(
         .unwrap_or_else(|| format!("{}-{}", sc.cx.project, sc.service));
     let mut spec = crate::api::ImageBuild::default();
     match build {
-        Build::Context(c) => spec.context = path_text(&resolve_host_path(sc.cx, c)),
+        Build::Context(c) => spec.context = sc.cx.manifest_path(&resolve_host_path(sc.cx, c)),
         Build::Long(l) => {
             sc.unsupported(w, "build", &l.other.0);
-            spec.context = path_text(&resolve_host_path(
+            spec.context = sc.cx.manifest_path(&resolve_host_path(
                 sc.cx,
                 l.context.as_deref().unwrap_or("."),
             ));
@@ -474,11 +466,6 @@ fn image(
     Ok((sc.resource.clone(), None, Some(image)))
 }
 
-/// A path as text for a manifest (lossy for the rare non-UTF-8 path).
-fn path_text(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
 fn replicas(sc: &ServiceCx<'_>, s: &Service, w: &mut Warnings) -> Result<u32, ConvertError> {
     let deploy = s.deploy.as_ref();
     if let Some(d) = deploy {
@@ -511,13 +498,17 @@ fn replicas(sc: &ServiceCx<'_>, s: &Service, w: &mut Warnings) -> Result<u32, Co
     Ok(from_deploy.or(s.scale).unwrap_or(1))
 }
 
-/// `(network, aliases)`.
+/// A container's networks as written: `(network, networkAliases, networks)`.
+type Networks = (Option<String>, Vec<String>, Vec<NetworkAttachment>);
+
+/// One network with its aliases as `network` and `networkAliases`; several (or one with a
+/// fixed address) as `networks`.
 fn network(
     sc: &ServiceCx<'_>,
     s: &Service,
     t: &Tables<'_>,
     w: &mut Warnings,
-) -> Result<(Option<String>, Vec<String>), ConvertError> {
+) -> Result<Networks, ConvertError> {
     if let Some(mode) = s.network_mode.as_deref() {
         if s.networks.is_some() {
             return Err(sc.err(
@@ -526,7 +517,9 @@ fn network(
             ));
         }
         match mode {
-            "host" | "none" | "bridge" => return Ok((Some(mode.to_string()), Vec::new())),
+            "host" | "none" | "bridge" => {
+                return Ok((Some(mode.to_string()), Vec::new(), Vec::new()))
+            }
             m if m.starts_with("service:") || m.starts_with("container:") => {
                 sc.warn(
                     w,
@@ -534,7 +527,13 @@ fn network(
                     format!("{m:?} (sharing another container's network) is not supported; the service joins the project network instead"),
                 );
             }
-            m => return Ok((Some(m.to_string()), vec![sc.service.to_string()])),
+            m => {
+                return Ok((
+                    Some(m.to_string()),
+                    vec![sc.service.to_string()],
+                    Vec::new(),
+                ))
+            }
         }
     }
     let attachments: Vec<(String, Option<&super::compose::NetworkAttachment>)> = match &s.networks {
@@ -542,8 +541,8 @@ fn network(
         Some(n) if n.0.is_empty() => vec![("default".to_string(), None)],
         Some(n) => n.0.iter().map(|(k, a)| (k.clone(), a.as_ref())).collect(),
     };
-    let mut chosen = None;
-    for (i, (key, attachment)) in attachments.iter().enumerate() {
+    let mut out: Vec<NetworkAttachment> = Vec::new();
+    for (key, attachment) in &attachments {
         let field = format!("networks.{key}");
         let Some(name) = t.networks.get(key) else {
             return Err(sc.err(
@@ -551,32 +550,32 @@ fn network(
                 format!("undefined network {key:?}; declare it under the top-level networks"),
             ));
         };
-        if i == 0 {
-            let mut aliases = vec![sc.service.to_string()];
-            if let Some(a) = attachment {
-                sc.unsupported(w, &field, &a.other.0);
-                for alias in &a.aliases {
-                    if !aliases.contains(alias) {
-                        aliases.push(alias.clone());
-                    }
+        // Compose gives every container its service name as an alias on each network.
+        let mut aliases = vec![sc.service.to_string()];
+        let mut ipv4_address = None;
+        if let Some(a) = attachment {
+            sc.unsupported(w, &field, &a.other.0);
+            for alias in &a.aliases {
+                if !aliases.contains(alias) {
+                    aliases.push(alias.clone());
                 }
             }
-            chosen = Some((name.clone(), aliases));
-        } else {
-            sc.warn(
-                w,
-                &field,
-                format!(
-                    "dropped: dockwright attaches one network per container; the service joins only {:?}",
-                    attachments[0].0
-                ),
-            );
+            ipv4_address = a.ipv4_address.clone().filter(|a| !a.is_empty());
         }
+        if out.iter().any(|n| n.name == *name) {
+            return Err(sc.err(&field, format!("joins network {name:?} twice")));
+        }
+        out.push(NetworkAttachment {
+            name: name.clone(),
+            aliases,
+            ipv4_address,
+        });
     }
-    Ok(match chosen {
-        Some((name, aliases)) => (Some(name), aliases),
-        None => (None, Vec::new()),
-    })
+    if out.len() == 1 && out[0].ipv4_address.is_none() {
+        let only = out.remove(0);
+        return Ok((Some(only.name), only.aliases, Vec::new()));
+    }
+    Ok((None, Vec::new(), out))
 }
 
 /// `restartPolicy` and `maxRestarts`. `deploy.restart_policy` wins over `restart`, as in
@@ -897,6 +896,20 @@ fn depends_on(
     for (service, entry) in d.iter().flat_map(|d| d.0.iter()) {
         let field = format!("depends_on.{service}");
         sc.unsupported(w, &field, &entry.other.0);
+        if let Some(profiles) = t.disabled.get(service) {
+            if entry.required == Some(false) {
+                sc.warn(
+                    w,
+                    &field,
+                    format!("dropped: {service:?} is not converted (none of its profiles {profiles:?} is active) and the dependency is not required"),
+                );
+                continue;
+            }
+            return Err(sc.err(
+                &field,
+                format!("{service:?} is not enabled by the active profiles (it has {profiles:?}); activate one with --profile or COMPOSE_PROFILES, or give both services a common profile"),
+            ));
+        }
         let Some(name) = t.names.get(service) else {
             return Err(sc.err(&field, format!("undefined service {service:?}")));
         };

@@ -1,5 +1,6 @@
 //! What `convert` could not express: one [`Warning`] per field, with the Compose path and what
 //! became of it, plus the advice for keys users often meet. Nothing is dropped without one.
+//! (`profiles`, `extends`, `include`, `secrets` and `configs` are converted: see their modules.)
 
 use std::fmt;
 
@@ -62,15 +63,8 @@ impl Warnings {
 /// Advice for keys people often use that have no dockwright field.
 fn hint(key: &str) -> Option<&'static str> {
     Some(match key {
-        "profiles" => {
-            "not supported; the service is converted and will run whatever profiles are active"
-        }
-        "extends" => "not resolved; copy the base service's fields into this service",
         "links" | "external_links" => {
             "dropped; services on a shared network resolve each other by name"
-        }
-        "secrets" | "configs" => {
-            "not converted; put the file in the container with the Container's spec.files"
         }
         "security_opt" | "userns_mode" | "sysctls" | "ulimits" => {
             "not supported by dockwright (no kernel settings); dropped"
@@ -80,7 +74,10 @@ fn hint(key: &str) -> Option<&'static str> {
             "not supported by dockwright yet; dropped"
         }
         "reservations" => "not supported (dockwright sets limits only); dropped",
-        "include" => "not resolved; convert each included file on its own",
+        "ipv6_address" | "link_local_ips" | "mac_address" => {
+            "not supported by dockwright (a network attachment has aliases and an IPv4 address); dropped"
+        }
+        "priority" => "dropped: dockwright connects a container's networks in file order",
         _ => return None,
     })
 }

@@ -4,13 +4,16 @@
 //!
 //! Directories are walked recursively in sorted order (stable document order, stable errors),
 //! skipping hidden entries (editor swap files, `.git`); symlinks are followed, each directory
-//! visited once. A file reached twice is loaded once.
+//! visited once. A file reached twice is loaded once. Compose files (`docker-compose.yml`,
+//! `compose.yaml`, `docker-compose.<x>.yml`, ...) are skipped in a directory walk, so a Compose
+//! project can sit beside the manifests `dockwright convert` made of it; named as a file, one
+//! is read (and rejected) like any other.
 
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{build_desired, parse_str, LoadedManifest, ManifestError, ManifestErrors};
+use super::{parse_str, LoadedManifest, ManifestError, ManifestErrors};
 use crate::desired::DesiredState;
 
 /// Largest manifest file accepted.
@@ -88,7 +91,7 @@ impl Walk {
             let is_manifest = matches!(
                 path.extension().and_then(|e| e.to_str()),
                 Some("yaml" | "yml")
-            );
+            ) && !is_compose_file(&name.to_string_lossy());
             match std::fs::metadata(&path) {
                 Ok(meta) if meta.is_dir() => self.dir(&path, depth + 1),
                 Ok(meta) if meta.is_file() && is_manifest => self.file(&path),
@@ -99,6 +102,13 @@ impl Walk {
             }
         }
     }
+}
+
+/// A Compose file name: `docker-compose.yml`, `compose.yaml`, or an override such as
+/// `docker-compose.prod.yml`.
+fn is_compose_file(name: &str) -> bool {
+    (name.starts_with("docker-compose.") || name.starts_with("compose."))
+        && (name.ends_with(".yml") || name.ends_with(".yaml"))
 }
 
 fn io_error(path: &Path, e: &std::io::Error) -> ManifestError {
@@ -154,6 +164,14 @@ fn read_manifest(path: &Path) -> Result<String, ManifestError> {
 /// (a file that failed to parse would make them report phantom problems, such as a missing
 /// dependency that the broken file declares).
 pub fn load_paths(paths: &[PathBuf]) -> Result<DesiredState, ManifestErrors> {
+    load_paths_with(paths, &super::LoadOptions::default())
+}
+
+/// [`load_paths`] with `options` (the age identities of encrypted secret files).
+pub fn load_paths_with(
+    paths: &[PathBuf],
+    options: &super::LoadOptions,
+) -> Result<DesiredState, ManifestErrors> {
     let _span = tracing::debug_span!("load_paths").entered();
     let (files, mut errors) = expand(paths);
     let mut manifests = Vec::new();
@@ -171,5 +189,5 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<DesiredState, ManifestErrors> {
         resources = manifests.len(),
         "manifests parsed"
     );
-    build_desired(&manifests)
+    super::build_desired_with(&manifests, options)
 }

@@ -5,7 +5,9 @@
 //! [`DesiredState`]: crate::desired::DesiredState
 
 use std::fmt;
+use std::sync::Arc;
 
+pub mod decrypt;
 pub mod files;
 pub mod git;
 pub mod identity;
@@ -14,10 +16,18 @@ pub mod parse;
 pub mod validate;
 pub mod watch;
 
-pub use files::{expand_paths, load_paths, parse_file, MAX_FILE_BYTES};
+pub use files::{expand_paths, load_paths, load_paths_with, parse_file, MAX_FILE_BYTES};
 pub use identity::SourceId;
 pub use parse::{parse_str, LoadedManifest, Manifest, MAX_DEPTH, MAX_DOCUMENTS};
-pub use validate::build_desired;
+pub use validate::{build_desired, build_desired_with};
+
+/// What loading needs beyond the manifests' text. The default decrypts nothing (a `*.age`
+/// file is then an error naming `--age-identity`).
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// The identities that decrypt `*.age` secret files (`--age-identity`).
+    pub age: Option<Arc<decrypt::AgeIdentities>>,
+}
 
 /// A manifest problem with its location: file, document, resource and field.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::decrypt::{is_age_file, read_age_file, AgeIdentities};
 use super::{LoadedManifest, ManifestError};
 use crate::api::{
     Container, ContainerSpec, HealthCheck, Image, PullPolicy, RestartPolicy, VolumeType,
@@ -164,7 +165,8 @@ pub fn normalize_image(
 }
 
 /// Normalises a `Container` resource. `images` are the `Image` resources of all manifests,
-/// `objects` the `Network` and `Volume` resources (their names resolve to Docker names).
+/// `objects` the `Network` and `Volume` resources (their names resolve to Docker names),
+/// `options` the identities of age-encrypted secret files.
 ///
 /// Dependencies are resolved to keys but not checked for existence or cycles here.
 pub fn normalize_container(
@@ -172,6 +174,7 @@ pub fn normalize_container(
     container: &Container,
     images: &ImageIndex,
     objects: &ObjectIndex,
+    options: &super::LoadOptions,
 ) -> Result<DesiredContainer, Vec<ManifestError>> {
     let key = lm.manifest.key();
     let _span = tracing::debug_span!("normalize", resource = %key).entered();
@@ -213,7 +216,14 @@ pub fn normalize_container(
     let networks = objects::container_networks(&mut cx, spec, &key.namespace, objects);
     let network = networks.network;
     let env = normalize_env(&mut cx, spec);
-    let secret_env = security::secret_env(&mut cx, spec, &lm.origin, &key.namespace, &lm.base_dir);
+    let secret_env = security::secret_env(
+        &mut cx,
+        spec,
+        &lm.origin,
+        &key.namespace,
+        &lm.base_dir,
+        options.age.as_deref(),
+    );
     let (cap_add, cap_drop) = security::capabilities(&mut cx, spec);
     let devices = security::devices(&mut cx, spec);
     let labels = normalize_labels(&mut cx, spec);
@@ -227,7 +237,7 @@ pub fn normalize_container(
     let (restart_policy, max_restarts) = restart(&mut cx, spec);
     let healthcheck = spec.healthcheck.as_ref().and_then(|h| health(&mut cx, h));
     let (memory_bytes, nano_cpus) = resources(&mut cx, spec);
-    let files = normalize_files(&mut cx, spec, &lm.base_dir);
+    let files = normalize_files(&mut cx, spec, &lm.base_dir, options.age.as_deref());
     let depends_on = dependencies(&mut cx, spec, &key);
     let fixed: Vec<&str> = networks
         .ipv4_address
@@ -678,7 +688,12 @@ fn parse_mode(mode: &str) -> Result<u32, String> {
     }
 }
 
-fn normalize_files(cx: &mut Ctx, spec: &ContainerSpec, base_dir: &Path) -> Vec<ContainerFile> {
+fn normalize_files(
+    cx: &mut Ctx,
+    spec: &ContainerSpec,
+    base_dir: &Path,
+    age: Option<&AgeIdentities>,
+) -> Vec<ContainerFile> {
     let mut paths: BTreeMap<&str, usize> = BTreeMap::new();
     let mut files = Vec::with_capacity(spec.files.len());
     for (i, f) in spec.files.iter().enumerate() {
@@ -702,10 +717,12 @@ fn normalize_files(cx: &mut Ctx, spec: &ContainerSpec, base_dir: &Path) -> Vec<C
                 DEFAULT_FILE_MODE
             }
         };
+        // An age file's digest is of its encrypted bytes: the plaintext's hash never enters
+        // the spec label (a low-entropy secret could be guessed from it).
         let content = match (&f.content, &f.source) {
-            (Some(content), None) => content.as_bytes().to_vec(),
-            (None, Some(source)) => match read_source(&resolve(base_dir, source)) {
-                Ok(bytes) => bytes,
+            (Some(content), None) => (content.as_bytes().to_vec(), None),
+            (None, Some(source)) => match read_source(&resolve(base_dir, source), age) {
+                Ok(read) => read,
                 Err(message) => {
                     cx.err(field("source"), message);
                     continue;
@@ -719,7 +736,9 @@ fn normalize_files(cx: &mut Ctx, spec: &ContainerSpec, base_dir: &Path) -> Vec<C
                 continue;
             }
         };
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&content)));
+        let (content, encrypted_digest) = content;
+        let digest = encrypted_digest
+            .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&content))));
         files.push(ContainerFile {
             path: f.path.clone(),
             mode,
@@ -730,8 +749,16 @@ fn normalize_files(cx: &mut Ctx, spec: &ContainerSpec, base_dir: &Path) -> Vec<C
     files
 }
 
-/// The bytes of a `files[].source`, or a message naming the resolved path.
-fn read_source(path: &Path) -> Result<Vec<u8>, String> {
+/// The bytes of a `files[].source` and, for an age file, the digest of its encrypted bytes
+/// (`age:sha256:<hex>`); or a message naming the resolved path.
+fn read_source(
+    path: &Path,
+    age: Option<&AgeIdentities>,
+) -> Result<(Vec<u8>, Option<String>), String> {
+    if is_age_file(path) {
+        let decrypted = read_age_file(path, age, MAX_CONTAINER_FILE_BYTES, "files source")?;
+        return Ok((decrypted.plaintext, Some(decrypted.encrypted_digest)));
+    }
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             format!("missing files source: {} does not exist", path.display())
@@ -760,7 +787,7 @@ fn read_source(path: &Path) -> Result<Vec<u8>, String> {
     if bytes.len() as u64 > MAX_CONTAINER_FILE_BYTES {
         return Err(too_large());
     }
-    Ok(bytes)
+    Ok((bytes, None))
 }
 
 fn dependencies(

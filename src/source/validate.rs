@@ -16,7 +16,7 @@ use super::normalize::{
     normalize_container, normalize_image, normalize_network, normalize_volume, ImageIndex,
     ObjectIndex,
 };
-use super::{LoadedManifest, Manifest, ManifestError, ManifestErrors};
+use super::{LoadOptions, LoadedManifest, Manifest, ManifestError, ManifestErrors};
 use crate::api::{ContainerSpec, DependencyCondition, RestartPolicy};
 use crate::desired::{DesiredContainer, DesiredImage, DesiredState, ResourceKey};
 
@@ -25,6 +25,14 @@ use crate::desired::{DesiredContainer, DesiredImage, DesiredState, ResourceKey};
 /// Reports every problem of every resource; a resource declared twice is reported on its
 /// second declaration and otherwise ignored.
 pub fn build_desired(manifests: &[LoadedManifest]) -> Result<DesiredState, ManifestErrors> {
+    build_desired_with(manifests, &LoadOptions::default())
+}
+
+/// [`build_desired`] with `options` (the age identities of encrypted secret files).
+pub fn build_desired_with(
+    manifests: &[LoadedManifest],
+    options: &LoadOptions,
+) -> Result<DesiredState, ManifestErrors> {
     let mut errors = Vec::new();
     let unique = unique_resources(manifests, &mut errors);
 
@@ -77,7 +85,7 @@ pub fn build_desired(manifests: &[LoadedManifest]) -> Result<DesiredState, Manif
     let mut containers: Vec<(&LoadedManifest, &ContainerSpec, DesiredContainer)> = Vec::new();
     for lm in &unique {
         if let Manifest::Container(container) = &lm.manifest {
-            match normalize_container(lm, container, &images, &objects) {
+            match normalize_container(lm, container, &images, &objects, options) {
                 Ok(desired) => containers.push((lm, &container.spec, desired)),
                 Err(mut errs) => errors.append(&mut errs),
             }

@@ -8,6 +8,7 @@
 
 pub mod fleet;
 pub mod git;
+pub mod git_servers;
 mod image;
 pub mod node_daemon;
 mod owner;

@@ -2,13 +2,24 @@
 //! ref advertisement per poll, and only when the ref moved a shallow (depth 1) fetch of that
 //! one ref into a private bare repository. The ref is fetched with a forced refspec, so a
 //! force-push or a moved tag is followed like any other move.
+//!
+//! The private repository is opened isolated from the host's git configuration and
+//! environment (no `~/.gitconfig` credential helpers, URL rewrites or `GIT_SSH_COMMAND`):
+//! what authenticates and which host keys are trusted is decided by [`GitAuth`] alone.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
+use gix::protocol::transport::client::blocking_io::http;
 use gix::remote::fetch::Shallow;
 use gix::remote::Direction;
+
+use super::auth::{self, GitAuth, HttpCredentials, Transport};
+
+/// Largest part of ssh's log read back to explain a failure.
+const MAX_SSH_LOG_BYTES: usize = 16 * 1024;
 
 /// The local ref the fetched revision is kept under in the private repository.
 const TARGET_REF: &str = "refs/dockwright/target";
@@ -50,8 +61,12 @@ pub struct Fetcher {
     source: String,
     /// The object the ref pointed to at the last successful fetch.
     last_advertised: Option<String>,
-    /// `core.sshCommand` for SSH URLs (key file and pinned known_hosts).
-    ssh_command: Option<String>,
+    /// Credentials (paths only), the private CA and the SSH settings.
+    auth: GitAuth,
+    /// The server's `WWW-Authenticate` challenge last answered successfully (no secret): later
+    /// polls send the credentials with the first request instead of waiting for the 401, which
+    /// saves a round trip per poll. Only ever to this fetcher's own URL, only over HTTPS.
+    challenge: Arc<Mutex<Option<Vec<gix::bstr::BString>>>>,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -74,14 +89,20 @@ impl Fetcher {
             shown_url: super::DisplayUrl::new(url).to_string(),
             source: reference.unwrap_or("HEAD").to_string(),
             last_advertised: None,
-            ssh_command: None,
+            auth: GitAuth::default(),
+            challenge: Arc::default(),
         }
     }
 
-    /// Uses `command` as `core.sshCommand` (SSH URLs only).
-    pub fn with_ssh_command(mut self, command: Option<String>) -> Self {
-        self.ssh_command = command;
+    /// Authenticates with `auth` (checked against the URL by [`GitAuth::check`]).
+    pub fn with_auth(mut self, auth: GitAuth) -> Self {
+        self.auth = auth;
         self
+    }
+
+    /// Where ssh writes its log (beside the private repository).
+    fn ssh_log(&self) -> PathBuf {
+        self.repo_dir.with_file_name("ssh.log")
     }
 
     /// The private repository's directory.
@@ -110,11 +131,21 @@ impl Fetcher {
 
     fn open_repo(&self) -> Result<gix::Repository, FetchError> {
         let opened = if self.repo_dir.join("HEAD").exists() {
-            gix::open(&self.repo_dir).map_err(|e| e.to_string())
+            gix::open_opts(&self.repo_dir, gix::open::Options::isolated())
+                .map_err(|e| e.to_string())
         } else {
             std::fs::create_dir_all(&self.repo_dir)
                 .map_err(|e| e.to_string())
-                .and_then(|()| gix::init_bare(&self.repo_dir).map_err(|e| e.to_string()))
+                .and_then(|()| {
+                    gix::ThreadSafeRepository::init_opts(
+                        &self.repo_dir,
+                        gix::create::Kind::Bare,
+                        gix::create::Options::default(),
+                        gix::open::Options::isolated(),
+                    )
+                    .map(gix::Repository::from)
+                    .map_err(|e| e.to_string())
+                })
         };
         let mut repo = opened.map_err(|e| {
             self.error(
@@ -122,13 +153,68 @@ impl Fetcher {
                 format!("{}: {e}", self.repo_dir.display()),
             )
         })?;
-        if let Some(command) = &self.ssh_command {
+        if let Some(ssh) = &self.auth.ssh {
+            // In memory only: nothing of this is written to the repository's config file.
             let mut config = repo.config_snapshot_mut();
             config
-                .set_raw_value("core.sshCommand", command.as_str())
+                .set_raw_value("core.sshCommand", ssh.command(&self.ssh_log()).as_str())
+                .and_then(|_| config.set_raw_value("ssh.variant", "ssh"))
                 .map_err(|e| self.error("configuring ssh for", e))?;
         }
         Ok(repo)
+    }
+
+    /// The HTTP transport options: gix's defaults (from the isolated configuration) with a
+    /// client that trusts `--git-ca-file` instead of the system roots, when given.
+    fn http_options(&self, repo: &gix::Repository) -> Result<Box<dyn std::any::Any>, FetchError> {
+        let mut options = repo
+            .transport_options(self.url.as_str(), None)
+            .map_err(|e| self.error("configuring HTTP for", chain(&e)))?
+            .ok_or_else(|| {
+                self.error("configuring HTTP for", "this build has no HTTP transport")
+            })?;
+        let Some(http_options) = options.downcast_mut::<http::Options>() else {
+            return Err(self.error("configuring HTTP for", "unexpected transport options"));
+        };
+        let certs = match &self.auth.ca_file {
+            Some(path) => Some(
+                auth::ca_certificates(path).map_err(|e| self.error("configuring HTTP for", e))?,
+            ),
+            None => None,
+        };
+        // reqwest uses the process-wide rustls provider; make sure there is one (ring).
+        crate::tls::install_crypto_provider();
+        let configure = move |builder: reqwest::blocking::ClientBuilder| {
+            Ok(match &certs {
+                Some(certs) => builder.tls_certs_only(certs.iter().cloned()),
+                None => builder,
+            })
+        };
+        http_options.backend = Some(Arc::new(Mutex::new(http::reqwest::Options {
+            configure_client: Some(Box::new(configure)),
+            configure_request: None,
+        })));
+        Ok(options)
+    }
+
+    /// Adds ssh's account of a failure (a host key mismatch, say) to `error`.
+    fn explain_ssh(&self, mut error: FetchError) -> FetchError {
+        let Some(ssh) = &self.auth.ssh else {
+            return error;
+        };
+        let Ok(log) = std::fs::read(self.ssh_log()) else {
+            return error;
+        };
+        let log = String::from_utf8_lossy(&log[log.len().saturating_sub(MAX_SSH_LOG_BYTES)..]);
+        match ssh.explain(&log, &auth::ssh_host(&self.url)) {
+            Some(message) => error.message = message,
+            None => {
+                if let Some(last) = log.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
+                    error.message = format!("{} (ssh: {last})", error.message);
+                }
+            }
+        }
+        error
     }
 
     /// One ref advertisement; when the ref moved, a shallow fetch of its commit.
@@ -144,12 +230,57 @@ impl Fetcher {
             .with_fetch_tags(gix::remote::fetch::Tags::None)
             .with_refspecs(Some(refspec.as_str()), Direction::Fetch)
             .map_err(|e| self.error("building the refspec for", e))?;
-        let connection = remote
+        let transport =
+            auth::transport_of(&self.url).map_err(|e| self.error("parsing the URL", e))?;
+        if transport == Transport::Ssh {
+            let _ = std::fs::remove_file(self.ssh_log());
+        }
+        let mut connection = remote
             .connect(Direction::Fetch)
-            .map_err(|e| self.error("connecting to", e))?;
+            .map_err(|e| self.error("connecting to", chain(&e)))?;
+        if matches!(transport, Transport::Http | Transport::Https) {
+            connection = connection.with_transport_options(self.http_options(&repo)?);
+        }
+        let known_challenge = self.challenge.lock().ok().and_then(|c| c.clone());
+        if let (Some(http), Some(challenge)) = (&self.auth.http, known_challenge) {
+            if transport == Transport::Https {
+                if let Ok(credentials) = http.answer(&challenge) {
+                    // A transport that takes no credentials would refuse; then the 401 path runs.
+                    let _ = connection.transport_mut().set_credentials(credentials);
+                }
+            }
+        }
+        let http = self.auth.http.clone();
+        let seen = Arc::new(Mutex::new(None));
+        let seen_in_hook = Arc::clone(&seen);
+        let connection = connection.with_credentials(move |action| {
+            if let gix::credentials::helper::Action::Get(context) = &action {
+                if let Ok(mut seen) = seen_in_hook.lock() {
+                    *seen = Some(context.www_authenticate.clone());
+                }
+            }
+            answer_challenge(http.as_ref(), action)
+        });
         let prepared = connection
             .prepare_fetch(gix::progress::Discard, Default::default())
-            .map_err(|e| self.error("listing the refs of", e))?;
+            .map_err(|e| {
+                if let Ok(mut challenge) = self.challenge.lock() {
+                    *challenge = None;
+                }
+                let mut error = self.explain_ssh(self.error("listing the refs of", chain(&e)));
+                if error.message.contains("UnknownIssuer") {
+                    error.message.push_str(
+                        " (a server certificate from a private CA: give the CA with --git-ca-file)",
+                    );
+                }
+                error
+            })?;
+        // Accepted: remember the challenge for the next polls.
+        if let Some(challenge) = seen.lock().ok().and_then(|mut s| s.take()) {
+            if let Ok(mut known) = self.challenge.lock() {
+                *known = Some(challenge);
+            }
+        }
         let advertised = prepared
             .ref_map()
             .mappings
@@ -168,7 +299,7 @@ impl Fetcher {
         prepared
             .with_shallow(depth)
             .receive(gix::progress::Discard, &AtomicBool::new(false))
-            .map_err(|e| self.error("fetching from", e))?;
+            .map_err(|e| self.explain_ssh(self.error("fetching from", chain(&e))))?;
         let commit = repo
             .find_reference(TARGET_REF)
             .map_err(|e| self.error("reading the fetched ref of", e))?
@@ -179,4 +310,54 @@ impl Fetcher {
         self.last_advertised = Some(advertised.clone());
         Ok(Polled::Fetched { advertised, commit })
     }
+}
+
+/// The agent's credential hook: answers a server's request for credentials (a 401) from the
+/// configured files, and nothing else. It replaces git's credential helpers, so no helper
+/// program, prompt or stored credential of the host is ever used; `store`/`erase` are no-ops.
+fn answer_challenge(
+    http: Option<&HttpCredentials>,
+    action: gix::credentials::helper::Action,
+) -> gix::Result<Option<gix::credentials::protocol::Outcome>> {
+    use gix::credentials::helper::{Action, NextAction};
+    use gix::credentials::protocol::{Context, Outcome};
+    let Action::Get(context) = action else {
+        return Ok(None);
+    };
+    let Some(http) = http else {
+        return Err(gix::Error::from_error(AuthRequired(
+            "the server asks for credentials: give --git-token-file, or --git-username with --git-password-file".into(),
+        )));
+    };
+    let credentials = http
+        .answer(&context.www_authenticate)
+        .map_err(|e| gix::Error::from_error(AuthRequired(e)))?;
+    // What gix hands back to `store`/`erase`: the request's URL, no secret.
+    let next = NextAction::from(Context {
+        url: context.url.clone(),
+        options: context.options,
+        ..Context::default()
+    });
+    Ok(Some(Outcome { credentials, next }))
+}
+
+/// A credential problem of the agent's own (no credentials configured, a file unreadable).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct AuthRequired(String);
+
+/// The messages of `error` and its sources, joined with `: ` (gix's `Display` shows only the
+/// outermost one, "Transport handshake failed", which says nothing of the cause).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        // Wrappers often repeat their source's message; keep each once.
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }

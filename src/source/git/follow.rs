@@ -140,7 +140,7 @@ impl GitFollower {
             &options.url,
             options.reference.as_deref(),
         )
-        .with_ssh_command(options.ssh_command.clone());
+        .with_auth(options.auth.clone());
         let status = GitStatus {
             url: options.display_url().to_string(),
             reference: options.reference_label().to_string(),
@@ -166,6 +166,11 @@ impl GitFollower {
         };
         follower.resume();
         follower
+    }
+
+    /// The status after the last poll (what `/state` shows).
+    pub fn status(&self) -> &GitStatus {
+        &self.status
     }
 
     /// The snapshot in effect (before [`Self::start`]: the resumed one, if any).
@@ -294,7 +299,8 @@ impl GitFollower {
         let _span = tracing::info_span!("git_revision", commit = %commit).entered();
         let dir = self.checkout_dir(commit);
         let loaded = self.check_out(commit, &dir).and_then(|()| {
-            load_revision(&dir, &self.options.path).map_err(|ManifestErrors(errors)| errors)
+            load_revision(&dir, &self.options.path, &self.options.load)
+                .map_err(|ManifestErrors(errors)| errors)
         });
         match loaded {
             Ok(desired) => {
@@ -434,7 +440,7 @@ impl GitFollower {
             return;
         }
         let dir = self.checkout_dir(commit);
-        match load_revision(&dir, &self.options.path) {
+        match load_revision(&dir, &self.options.path, &self.options.load) {
             Ok(desired) => {
                 tracing::info!(%commit, "resuming from the revision applied before the restart");
                 self.applied = Some((commit.to_string(), Arc::new(desired)));
@@ -479,10 +485,15 @@ impl GitFollower {
 }
 
 /// Loads the manifests under `path` of the checkout in `dir` as one whole. Error locations
-/// are made relative to the repository root (`app/web.yaml (document 1)`).
-pub fn load_revision(dir: &Path, path: &Path) -> Result<DesiredState, ManifestErrors> {
+/// are made relative to the repository root (`app/web.yaml (document 1)`). `options` decrypt
+/// age-encrypted secrets.
+pub fn load_revision(
+    dir: &Path,
+    path: &Path,
+    options: &crate::source::LoadOptions,
+) -> Result<DesiredState, ManifestErrors> {
     let root = dir.join(path);
-    crate::source::load_paths(&[root]).map_err(|ManifestErrors(errors)| {
+    crate::source::load_paths_with(&[root], options).map_err(|ManifestErrors(errors)| {
         let prefix = format!("{}/", dir.display());
         ManifestErrors(
             errors

@@ -10,10 +10,13 @@
 //!   revision that fails to fetch, check out, parse or validate changes nothing, and the last
 //!   good revision stays in effect. It publishes the new desired state only then (that is the
 //!   swap), and reports the applied and attempted revisions in a [`GitStatus`].
+//! - [`auth`] holds the credentials' whereabouts (HTTPS user/password or token files, a
+//!   private CA, an SSH key with a pinned known_hosts) and checks them against the URL.
 //! - [`webhook`] serves `POST /hooks/git`: a verified call makes the follower poll at once.
 //!
 //! [`DesiredSnapshot`]: crate::source::watch::DesiredSnapshot
 
+pub mod auth;
 pub mod checkout;
 pub mod fetch;
 pub mod follow;
@@ -23,6 +26,7 @@ pub mod webhook;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+pub use auth::{GitAuth, HttpCredentials, HttpSecret, SshAuth};
 pub use fetch::{FetchError, Fetcher, Polled};
 pub use follow::{GitFollower, GitHandle, GitStatus};
 pub use url::DisplayUrl;
@@ -30,7 +34,7 @@ pub use url::DisplayUrl;
 /// What to follow and where to keep it.
 #[derive(Clone, Debug)]
 pub struct GitOptions {
-    /// The repository URL as given (may carry credentials for `ssh://`; never shown as is).
+    /// The repository URL as given (never shown as is: see [`DisplayUrl`]).
     pub url: String,
     /// Branch or tag; `None`: the remote's HEAD branch.
     pub reference: Option<String>,
@@ -40,8 +44,10 @@ pub struct GitOptions {
     pub poll: Duration,
     /// The git state directory (`<agent state dir>/git`).
     pub state_dir: PathBuf,
-    /// `core.sshCommand` for SSH URLs, if any.
-    pub ssh_command: Option<String>,
+    /// How to authenticate (HTTPS credentials, private CA, SSH key and known_hosts).
+    pub auth: GitAuth,
+    /// How manifests load (the age identities of encrypted secrets).
+    pub load: crate::source::LoadOptions,
 }
 
 impl GitOptions {
@@ -75,31 +81,9 @@ pub fn source_identity(url: &str, path: &Path) -> String {
     }
 }
 
-/// Checks that this build can fetch `url`: `git://`, `file://` or a local path. HTTP(S) and
-/// SSH (with its required pinned `known_hosts`) are refused with a clear message until they
-/// are supported, rather than half-supported (an SSH fetch through the user's own ssh
-/// configuration would not pin the host key).
-pub fn check_transport(url: &str) -> Result<(), String> {
-    let shown = DisplayUrl::new(url);
-    let scheme = match url.split_once("://") {
-        Some((scheme, _)) => scheme.to_ascii_lowercase(),
-        None => {
-            // scp-like `user@host:path` (or `host:path`) is SSH; a path is local.
-            let before_slash = url.split('/').next().unwrap_or("");
-            if before_slash.contains(':') {
-                "ssh".into()
-            } else {
-                "file".into()
-            }
-        }
-    };
-    match scheme.as_str() {
-        "git" | "file" => Ok(()),
-        "http" | "https" | "ssh" | "git+ssh" | "ssh+git" => Err(format!(
-            "{shown}: {scheme} repositories are not supported by this build yet; use git:// or file://"
-        )),
-        other => Err(format!("{shown}: unknown transport {other:?}; use git:// or file://")),
-    }
+/// Checks that `url` can be fetched with `auth`: see [`GitAuth::check`].
+pub fn check_transport(url: &str, auth: &GitAuth) -> Result<(), String> {
+    auth.check(url).map(|_| ())
 }
 
 /// Checks `--git-path`: relative, no `..`; returns it normalised (no `.` components).
@@ -135,18 +119,25 @@ mod tests {
     }
 
     #[test]
-    fn only_supported_transports_are_accepted() {
-        for ok in ["git://h/r.git", "file:///srv/r.git", "/srv/r.git", "./r"] {
-            assert!(check_transport(ok).is_ok(), "{ok}");
+    fn supported_transports_are_accepted() {
+        let none = GitAuth::default();
+        for ok in [
+            "git://h/r.git",
+            "file:///srv/r.git",
+            "/srv/r.git",
+            "./r",
+            "https://h/r.git",
+        ] {
+            assert!(check_transport(ok, &none).is_ok(), "{ok}");
         }
         for refused in [
-            "https://u:tok@h/r.git",
+            "https://u:s3cr3t@h/r.git",
             "ssh://git@h/r.git",
             "git@github.com:org/r.git",
-            "ftp://h/r",
+            "ftp://u:s3cr3t@h/r",
         ] {
-            let e = check_transport(refused).unwrap_err();
-            assert!(!e.contains("tok"), "no credentials in {e}");
+            let e = check_transport(refused, &none).unwrap_err();
+            assert!(!e.contains("s3cr3t"), "no credentials in {e}");
         }
     }
 

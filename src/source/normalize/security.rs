@@ -9,6 +9,7 @@ use super::{resolve, Ctx};
 use crate::api::ContainerSpec;
 use crate::desired::{Device, Origin, SecretEnv};
 use crate::secrets::{SecretSource, SecretValue};
+use crate::source::decrypt::{is_age_file, read_age_file, AgeIdentities};
 
 /// Largest secret file `valueFrom.file` may name.
 pub const MAX_SECRET_FILE_BYTES: u64 = 1024 * 1024;
@@ -111,6 +112,7 @@ pub(super) fn secret_env(
     origin: &Origin,
     namespace: &str,
     base_dir: &Path,
+    age: Option<&AgeIdentities>,
 ) -> Vec<SecretEnv> {
     let mut out = Vec::new();
     for (i, var) in spec.env.iter().enumerate() {
@@ -134,7 +136,7 @@ pub(super) fn secret_env(
                     );
                     continue;
                 }
-                match read_secret_file(&resolve(base_dir, file)) {
+                match read_secret_file(&resolve(base_dir, file), age) {
                     Ok(value) => (value, SecretSource::File),
                     Err(message) => {
                         cx.err(format!("{field}.file"), message);
@@ -182,9 +184,13 @@ pub(super) fn secret_env(
 }
 
 /// A secret file's value: UTF-8 without NUL, one trailing newline (`\n` or `\r\n`) removed.
-/// Messages name the path, never the content.
-fn read_secret_file(path: &Path) -> Result<SecretValue, String> {
+/// Messages name the path, never the content. A `*.age` file is decrypted with `age`.
+fn read_secret_file(path: &Path, age: Option<&AgeIdentities>) -> Result<SecretValue, String> {
     use std::io::Read;
+    if is_age_file(path) {
+        let decrypted = read_age_file(path, age, MAX_SECRET_FILE_BYTES, "secret file")?;
+        return secret_text(path, decrypted.plaintext);
+    }
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("secret file {} does not exist", path.display()),
         _ => format!("cannot read secret file {}: {e}", path.display()),
@@ -205,6 +211,11 @@ fn read_secret_file(path: &Path) -> Result<SecretValue, String> {
             path.display()
         ));
     }
+    secret_text(path, bytes)
+}
+
+/// The secret value of a file's bytes: UTF-8, no NUL, one trailing newline removed.
+fn secret_text(path: &Path, bytes: Vec<u8>) -> Result<SecretValue, String> {
     let mut text = String::from_utf8(bytes)
         .map_err(|_| format!("secret file {} is not UTF-8 text", path.display()))?;
     if text.contains('\0') {
