@@ -629,24 +629,32 @@ fn finish(result: &converge::ConvergeReport, nothing: &str, checks_ok: bool) -> 
     u8::from(!ok)
 }
 
+/// Logs `message` at the first SIGINT/SIGTERM; each call of the returned function gives a
+/// future that completes from then on (one per task that must stop).
+fn on_shutdown(
+    message: &'static str,
+) -> impl Fn() -> futures::future::BoxFuture<'static, ()> + Clone {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("{message}");
+        let _ = stop_tx.send(true);
+    });
+    move || -> futures::future::BoxFuture<'static, ()> {
+        let mut rx = stop_rx.clone();
+        Box::pin(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        })
+    }
+}
+
 async fn agent(args: AgentArgs) -> anyhow::Result<u8> {
     use dockwright::agent::{self, AgentOptions, BackoffPolicy};
     use dockwright::metrics::Metrics;
     use dockwright::server::{AgentState, Server};
     use dockwright::source::watch::{ManifestDirWatcher, WatchOptions};
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutdown requested; finishing in-flight daemon calls");
-        let _ = stop_tx.send(true);
-    });
-    let stopped = move || -> futures::future::BoxFuture<'static, ()> {
-        let mut rx = stop_rx.clone();
-        Box::pin(async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        })
-    };
+    let stopped = on_shutdown("shutdown requested; finishing in-flight daemon calls");
 
     let metrics = Arc::new(Metrics::new().context("setting up metrics")?);
     let state = AgentState::new(Arc::clone(&metrics));
@@ -915,18 +923,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<u8> {
     use dockwright::metrics::Metrics;
     use dockwright::server::{AgentState, Server};
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutdown requested; giving the lease up");
-        let _ = stop_tx.send(true);
-    });
-    let stopped = move || -> futures::future::BoxFuture<'static, ()> {
-        let mut rx = stop_rx.clone();
-        Box::pin(async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        })
-    };
+    let stopped = on_shutdown("shutdown requested; giving the lease up");
     let metrics = Arc::new(Metrics::new().context("setting up metrics")?);
     let controller_metrics =
         Arc::new(ControllerMetrics::register(&metrics).context("setting up metrics")?);

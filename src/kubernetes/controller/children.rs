@@ -216,6 +216,16 @@ pub fn strip_spec(child: &mut Placement) {
     child.spec.image = None;
 }
 
+/// Drops from an object the controller caches what it never reads: the managed fields and
+/// kubectl's last-applied copy of the whole object (often the larger part of a small one).
+pub fn slim<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

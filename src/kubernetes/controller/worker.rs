@@ -25,7 +25,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 
 use super::aggregate::aggregate;
-use super::children::{plan_children, strip_spec, ParentObject};
+use super::children::{plan_children, slim, strip_spec, ParentObject};
 use super::ControllerMetrics;
 use crate::api::{AggregateStatus, Container, Image, Placement};
 use crate::kubernetes::placement::NodeInfo;
@@ -87,14 +87,18 @@ pub async fn run(client: Client, options: WorkerOptions, metrics: Arc<Controller
     let (dirty_tx, mut dirty_rx) = mpsc::unbounded_channel::<Dirty>();
     let (containers, w) = reflector::store();
     let mut watches = vec![spawn_watch(
-        watcher(Api::all(client.clone()), watcher::Config::default()).reflect(w),
+        watcher(Api::all(client.clone()), watcher::Config::default())
+            .map_ok(|event| event.modify(slim))
+            .reflect(w),
         dirty_tx.clone(),
         "containers",
         |c: &DeserializeGuard<Container>| Some(Dirty::Parent(key_of("Container", c.meta()))),
     )];
     let (images, w) = reflector::store();
     watches.push(spawn_watch(
-        watcher(Api::all(client.clone()), watcher::Config::default()).reflect(w),
+        watcher(Api::all(client.clone()), watcher::Config::default())
+            .map_ok(|event| event.modify(slim))
+            .reflect(w),
         dirty_tx.clone(),
         "images",
         |i: &DeserializeGuard<Image>| Some(Dirty::Parent(key_of("Image", i.meta()))),
@@ -106,6 +110,13 @@ pub async fn run(client: Client, options: WorkerOptions, metrics: Arc<Controller
             Api::<PartialObjectMeta<Node>>::all(client.clone()),
             watcher::Config::default(),
         )
+        // Only the name and labels count.
+        .map_ok(|event| {
+            event.modify(|node| {
+                slim(node);
+                node.metadata.annotations = None;
+            })
+        })
         .reflect(w),
         dirty_tx.clone(),
         move |node, deleted| {
@@ -122,7 +133,12 @@ pub async fn run(client: Client, options: WorkerOptions, metrics: Arc<Controller
             Api::<Placement>::all(client.clone()),
             watcher::Config::default(),
         )
-        .map_ok(|event| event.modify(strip_spec))
+        .map_ok(|event| {
+            event.modify(|child| {
+                strip_spec(child);
+                slim(child);
+            })
+        })
         .reflect(w),
         dirty_tx.clone(),
         "placements",
