@@ -90,19 +90,23 @@ fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// `n` distinct free ports, all held at once while they are picked (so no two processes of the
+/// bench get the same one, which would leave one unable to serve and another answering for it).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("bound").port())
+        .collect()
 }
 
 /// A process of the bench, killed when dropped.
@@ -112,8 +116,7 @@ struct Process {
 }
 
 impl Process {
-    fn start(kubeconfig: &str, args: &[&str]) -> Process {
-        let port = free_port();
+    fn start(kubeconfig: &str, port: u16, args: &[&str]) -> Process {
         let child = Command::new(env!("CARGO_BIN_EXE_dockwright"))
             .env("KUBECONFIG", kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
@@ -129,6 +132,13 @@ impl Process {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Panics when the process has exited.
+    fn assert_alive(&mut self, what: &str) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{what} exited: {status}");
+        }
     }
 
     fn wait_ready(&self) {
@@ -328,8 +338,11 @@ async fn main() {
         &["apply", "-f", nodes_file.to_str().unwrap_or_default()],
     );
 
+    let mut ports = free_ports(agents + 2).into_iter();
+    let mut port = move || ports.next().expect("enough ports");
     let controller = Process::start(
         &kubeconfig,
+        port(),
         &[
             "controller",
             "--lease-namespace",
@@ -345,6 +358,7 @@ async fn main() {
         .map(|(i, node)| {
             Process::start(
                 &kubeconfig,
+                port(),
                 &[
                     "agent",
                     "--kubernetes",
@@ -358,8 +372,9 @@ async fn main() {
             )
         })
         .collect();
-    let real_agent = Process::start(
+    let mut real_agent = Process::start(
         &kubeconfig,
+        port(),
         &[
             "agent",
             "--kubernetes",
@@ -374,6 +389,13 @@ async fn main() {
     for agent in node_agents.iter().chain([&real_agent]) {
         agent.wait_ready();
     }
+    let check_alive = |agents: &mut [Process], real: &mut Process| {
+        for (i, agent) in agents.iter_mut().enumerate() {
+            agent.assert_alive(&format!("agent {i}"));
+        }
+        real.assert_alive("the real node's agent");
+    };
+    check_alive(&mut node_agents, &mut real_agent);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss = |agents: &[Process]| -> (f64, f64) {
         let all: Vec<f64> = agents.iter().map(|a| rss_mib(a.pid())).collect();
@@ -420,6 +442,7 @@ async fn main() {
     let rss_after = rss(&node_agents);
     let controller_rss_after = rss_mib(controller.pid());
 
+    check_alive(&mut node_agents, &mut real_agent);
     // Fan-out of one foreign object's edits, with the agents and then without them.
     let with_agents = events_per_foreign_edit(&kubeconfig, &containers, "foreign-0").await;
 
@@ -521,6 +544,7 @@ async fn main() {
     };
 
     // The same fan-out with the A agents stopped.
+    check_alive(&mut node_agents, &mut real_agent);
     node_agents.clear();
     let without_agents = events_per_foreign_edit(&kubeconfig, &containers, "foreign-0").await;
     let controller_rss_end = rss_mib(controller.pid());

@@ -818,17 +818,7 @@ fn cluster_role_is_least_privilege() {
         Object::ClusterRole(r) => Some(r),
         _ => None,
     });
-    let mut got = BTreeSet::new();
-    for rule in role.rules.as_ref().unwrap() {
-        assert!(rule.resource_names.is_none() && rule.non_resource_urls.is_none());
-        for group in rule.api_groups.as_ref().unwrap() {
-            for resource in rule.resources.as_ref().unwrap() {
-                for verb in &rule.verbs {
-                    got.insert(format!("{group}/{resource}:{verb}"));
-                }
-            }
-        }
-    }
+    let got = grants(role.rules.as_ref().unwrap());
     let mut want = BTreeSet::new();
     for verb in ["get", "list", "watch", "patch", "update"] {
         want.insert(format!("dockwright.dev/placements:{verb}"));
