@@ -9,8 +9,9 @@
 //! this machine's daemon). Printed:
 //! - watch events per change to an object no running agent is placed on: the API server's own
 //!   `apiserver_watch_events_total` (every kind) before and after 20 spec edits of one of G
-//!   Containers placed on a Node without an agent; once with the A agents running and once
-//!   after they are stopped, in the same run. Equal figures mean the agents receive nothing of
+//!   Containers placed on a Node without an agent, once the controller is idle, minus the events
+//!   of an idle window as long (heartbeats); once with the A agents running and once after they
+//!   are stopped, in the same run. Equal figures mean the agents receive nothing of
 //!   it, whatever A is;
 //! - agent RSS (mean and max over the A agents) before the G objects exist and after;
 //! - the size of a parent's status (and of the whole object) placed on 1, 10 and A nodes
@@ -279,19 +280,46 @@ fn count_placements(kubeconfig: &str, namespace: &str, selector: &str) -> usize 
     .count()
 }
 
-/// Watch events the API server sends for `EDITS` edits of one foreign Container, per edit.
-async fn events_per_foreign_edit(kubeconfig: &str, api: &Api<Container>, name: &str) -> f64 {
-    tokio::time::sleep(Duration::from_secs(3)).await; // let earlier traffic settle
+/// Waits until the controller has written nothing for 5 s (done with earlier work), at most
+/// 10 min.
+async fn settle(controller_port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut last = metric(controller_port, "dockwright_controller_writes_total");
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let now = metric(controller_port, "dockwright_controller_writes_total");
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// Watch events the API server sends because of `EDITS` edits of one foreign Container, per
+/// edit: the events of the edit window minus those of an idle window as long just before it
+/// (node and Lease heartbeats go on all the time).
+async fn events_per_foreign_edit(
+    kubeconfig: &str,
+    controller_port: u16,
+    api: &Api<Container>,
+    name: &str,
+) -> f64 {
+    settle(controller_port).await;
+    let pause = Duration::from_millis(300);
+    let tail = Duration::from_secs(3);
+    let idle_start = watch_events(kubeconfig);
+    tokio::time::sleep(pause * EDITS as u32 + tail).await;
     let before = watch_events(kubeconfig);
     for i in 0..EDITS {
         let patch = serde_json::json!({ "spec": { "env": [{ "name": "EDIT", "value": format!("{i}-{}", std::process::id()) }] } });
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .expect("edit");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(pause).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    (watch_events(kubeconfig) - before) / EDITS as f64
+    tokio::time::sleep(tail).await;
+    let during = watch_events(kubeconfig) - before;
+    (during - (before - idle_start)) / EDITS as f64
 }
 
 #[tokio::main]
@@ -444,7 +472,8 @@ async fn main() {
 
     check_alive(&mut node_agents, &mut real_agent);
     // Fan-out of one foreign object's edits, with the agents and then without them.
-    let with_agents = events_per_foreign_edit(&kubeconfig, &containers, "foreign-0").await;
+    let with_agents =
+        events_per_foreign_edit(&kubeconfig, controller.port, &containers, "foreign-0").await;
 
     // Status size of one parent placed on 1, 10 and A nodes.
     let mut sizes = Vec::new();
@@ -546,7 +575,8 @@ async fn main() {
     // The same fan-out with the A agents stopped.
     check_alive(&mut node_agents, &mut real_agent);
     node_agents.clear();
-    let without_agents = events_per_foreign_edit(&kubeconfig, &containers, "foreign-0").await;
+    let without_agents =
+        events_per_foreign_edit(&kubeconfig, controller.port, &containers, "foreign-0").await;
     let controller_rss_end = rss_mib(controller.pid());
 
     // Clean up: the real node's containers go with their Placements (its agent still runs).
