@@ -297,12 +297,54 @@ pub fn default_config_path(explicit: Option<&Path>) -> Option<PathBuf> {
 #[derive(Clone, Debug, Default)]
 pub struct Credentials {
     default: Option<Arc<dyn CredentialSource>>,
+    scoped: ScopedCredentials,
+}
+
+/// Credentials that apply to one resource's actions only, replacing the default source for
+/// them (Kubernetes `imagePullSecrets`, read from the resource's own namespace). Shared: the
+/// source that reads them replaces the whole map, the runner reads it per action.
+#[derive(Clone, Debug, Default)]
+pub struct ScopedCredentials(
+    Arc<std::sync::RwLock<BTreeMap<crate::desired::ResourceKey, Arc<dyn CredentialSource>>>>,
+);
+
+impl ScopedCredentials {
+    /// Replaces every resource's source.
+    pub fn replace(
+        &self,
+        sources: BTreeMap<crate::desired::ResourceKey, Arc<dyn CredentialSource>>,
+    ) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = sources;
+    }
+
+    fn get(&self, key: &crate::desired::ResourceKey) -> Option<Arc<dyn CredentialSource>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
 }
 
 impl Credentials {
     /// No default credentials (image sources still apply).
     pub fn anonymous() -> Self {
-        Self { default: None }
+        Self::default()
+    }
+
+    /// These credentials with per-resource sources from `scoped` (see [`Self::for_resource`]).
+    pub fn with_scoped(mut self, scoped: ScopedCredentials) -> Self {
+        self.scoped = scoped;
+        self
+    }
+
+    /// The credentials for `resource`'s actions: its scoped source in place of the default
+    /// when it has one, else these.
+    pub fn for_resource(&self, resource: &crate::desired::ResourceKey) -> Credentials {
+        match self.scoped.get(resource) {
+            Some(source) => Self::with_default(source),
+            None => self.clone(),
+        }
     }
 
     /// The standard Docker config (see [`default_config_path`]); a missing file means none.
@@ -311,13 +353,17 @@ impl Credentials {
             let required = explicit.is_some();
             Arc::new(ConfigFile { path, required }) as Arc<dyn CredentialSource>
         });
-        Self { default }
+        Self {
+            default,
+            scoped: ScopedCredentials::default(),
+        }
     }
 
     /// A custom default source.
     pub fn with_default(source: Arc<dyn CredentialSource>) -> Self {
         Self {
             default: Some(source),
+            scoped: ScopedCredentials::default(),
         }
     }
 

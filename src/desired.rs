@@ -159,6 +159,16 @@ pub struct DesiredState {
 }
 
 impl DesiredState {
+    /// True when `key` is declared here.
+    pub fn declares(&self, key: &ResourceKey) -> bool {
+        match key.kind {
+            Kind::Image => self.images.contains_key(key),
+            Kind::Container => self.containers.contains_key(key),
+            Kind::Network => self.networks.contains_key(key),
+            Kind::Volume => self.volumes.contains_key(key),
+        }
+    }
+
     /// The declared network whose Docker name is `name`, if any.
     pub fn network_named(&self, name: &str) -> Option<&DesiredNetwork> {
         self.networks.values().find(|n| n.name == name)

@@ -84,6 +84,31 @@ enum Command {
     },
     /// Turn a docker-compose.yml into dockwright manifests (warnings name what cannot be expressed).
     Convert(ConvertArgs),
+    /// Kubernetes mode: the leader-elected placement controller (one `Placement` per resource
+    /// and node, aggregate status on `Container`s and `Image`s).
+    Controller(ControllerArgs),
+}
+
+#[derive(Args, Debug)]
+struct ControllerArgs {
+    /// Address for /metrics, /healthz, /readyz and /state (read-only).
+    #[arg(long, default_value = "127.0.0.1:9091")]
+    listen: std::net::SocketAddr,
+    /// Namespace of the leader-election Lease (the chart passes the release namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "dockwright-controller")]
+    lease_name: String,
+    /// This replica's identity in the Lease (default: the pod name, else host name and PID).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// How long a Lease record stays valid without renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
+    /// Parents reconciled at once (API calls in flight).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
 }
 
 #[derive(Args, Debug)]
@@ -345,7 +370,10 @@ const EXIT_ERROR: u8 = 2;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The agent says what it does: each daemon write at info by default.
-    let level = match (cli.verbose, matches!(cli.command, Command::Agent(_))) {
+    let level = match (
+        cli.verbose,
+        matches!(cli.command, Command::Agent(_) | Command::Controller(_)),
+    ) {
         (0, false) => "warn",
         (0, true) | (1, _) => "warn,dockwright=info",
         _ => "debug",
@@ -370,6 +398,7 @@ async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Logs(args) => logs(args).await,
         Command::Convert(args) => convert(args),
         Command::Agent(args) => agent(*args).await,
+        Command::Controller(args) => controller(args).await,
         Command::Status(args) => status(args).await,
         Command::Prune(args) => prune(args).await,
         Command::Completions { shell } => {
@@ -600,24 +629,32 @@ fn finish(result: &converge::ConvergeReport, nothing: &str, checks_ok: bool) -> 
     u8::from(!ok)
 }
 
+/// Logs `message` at the first SIGINT/SIGTERM; each call of the returned function gives a
+/// future that completes from then on (one per task that must stop).
+fn on_shutdown(
+    message: &'static str,
+) -> impl Fn() -> futures::future::BoxFuture<'static, ()> + Clone {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("{message}");
+        let _ = stop_tx.send(true);
+    });
+    move || -> futures::future::BoxFuture<'static, ()> {
+        let mut rx = stop_rx.clone();
+        Box::pin(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        })
+    }
+}
+
 async fn agent(args: AgentArgs) -> anyhow::Result<u8> {
     use dockwright::agent::{self, AgentOptions, BackoffPolicy};
     use dockwright::metrics::Metrics;
     use dockwright::server::{AgentState, Server};
     use dockwright::source::watch::{ManifestDirWatcher, WatchOptions};
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutdown requested; finishing in-flight daemon calls");
-        let _ = stop_tx.send(true);
-    });
-    let stopped = move || -> futures::future::BoxFuture<'static, ()> {
-        let mut rx = stop_rx.clone();
-        Box::pin(async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        })
-    };
+    let stopped = on_shutdown("shutdown requested; finishing in-flight daemon calls");
 
     let metrics = Arc::new(Metrics::new().context("setting up metrics")?);
     let state = AgentState::new(Arc::clone(&metrics));
@@ -823,8 +860,7 @@ where
     F: Fn() -> futures::future::BoxFuture<'static, ()> + Clone + Send + 'static,
 {
     use dockwright::agent::BackoffPolicy;
-    use dockwright::kubernetes::ControllerOptions;
-    use futures::FutureExt as _;
+    use dockwright::kubernetes::NodeOptions;
 
     let node_name = args
         .node_name
@@ -849,38 +885,78 @@ where
     if args.source.take_over {
         anyhow::bail!("--take-over is for file and git sources; in Kubernetes mode remove the resource from the other source instead");
     }
-    let mut options = ControllerOptions::new(node_name, args.owner.owner.clone());
-    if let Some(name) = &args.source.source {
-        options.source = dockwright::source::SourceId::named(name.clone())?;
-    }
-    options.gate = gate(&args.policy, &options.owner)?;
+    let mut options = NodeOptions::new(node_name, args.owner.owner.clone());
+    let agent = &mut options.agent;
+    agent.source = match &args.source.source {
+        Some(name) => dockwright::source::SourceId::named(name.clone())?,
+        None => dockwright::source::SourceId::kubernetes(),
+    };
+    agent.gate = gate(&args.policy, &agent.owner)?;
     // The pod does not share the node's filesystem: judge host paths as written, never
     // through the pod's own symlinks.
-    options.gate.paths = dockwright::policy::PathResolver::Lexical;
-    options.resync = args.resync;
-    options.backoff = BackoffPolicy {
+    agent.gate.paths = dockwright::policy::PathResolver::Lexical;
+    agent.resync = args.resync;
+    agent.backoff = BackoffPolicy {
         initial: args.backoff_initial,
         max: args.backoff_max,
     };
-    if let Some(c) = args.concurrency {
-        options.concurrency = c;
-    }
+    agent.concurrency = args.concurrency;
+    agent.record_adoptions = docker.adoptions().is_some();
+    agent.credentials = dockwright::credentials::Credentials::docker_config(None);
     // Pulls are recorded (for `dockwright prune` on the node) only where the operator gave
     // the pod a state directory: the pod's own filesystem is read-only or lost on restart.
-    options.image_records = std::env::var_os("XDG_STATE_HOME")
+    agent.image_records = std::env::var_os("XDG_STATE_HOME")
         .filter(|v| !v.is_empty())
-        .and_then(|_| default_state_dir(&options.owner))
+        .and_then(|_| default_state_dir(&agent.owner))
         .map(|dir| Arc::new(ImageRecords::new(dir)));
-    let ready = move || state.set_ready();
-    dockwright::kubernetes::run(
-        client,
-        docker,
-        options,
-        Some(metrics),
-        ready,
-        stopped().shared(),
-    )
-    .await?;
+    dockwright::kubernetes::run(client, docker, options, metrics, state, stopped()).await?;
+    let _ = server.await;
+    Ok(0)
+}
+
+/// `dockwright controller`: campaigns for the Lease and, while leading, keeps the `Placement`s
+/// and the parents' aggregate status; serves the read-only endpoints all along.
+async fn controller(args: ControllerArgs) -> anyhow::Result<u8> {
+    use dockwright::kubernetes::controller::{
+        self, ControllerMetrics, ControllerOptions, LeaseOptions, WorkerOptions,
+    };
+    use dockwright::metrics::Metrics;
+    use dockwright::server::{AgentState, Server};
+
+    let stopped = on_shutdown("shutdown requested; giving the lease up");
+    let metrics = Arc::new(Metrics::new().context("setting up metrics")?);
+    let controller_metrics =
+        Arc::new(ControllerMetrics::register(&metrics).context("setting up metrics")?);
+    let state = AgentState::new(Arc::clone(&metrics));
+    let server = Server::bind(args.listen).await?;
+    tracing::info!(listen = %server.local_addr(), "controller endpoints");
+    let server = tokio::spawn(server.serve(state.clone(), stopped()));
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster service account or KUBECONFIG)")?;
+    // One list up front: a refused token, missing CRDs or RBAC fail the start (exit status 2).
+    kube::Api::<dockwright::api::Container>::all(client.clone())
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+        .context("listing Containers (token, CRDs and the controller's ClusterRole)")?;
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "dockwright".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let mut lease = LeaseOptions::new(&args.lease_namespace, &args.lease_name, identity);
+    lease.duration = args.lease_duration;
+    lease.renew_deadline = args.lease_duration * 2 / 3;
+    lease.retry = (args.lease_duration / 7).max(Duration::from_millis(200));
+    let options = ControllerOptions {
+        lease,
+        worker: WorkerOptions {
+            concurrency: args.concurrency,
+            ..WorkerOptions::default()
+        },
+    };
+    // Ready as a replica (leader or standby); /metrics says which.
+    state.set_ready();
+    controller::run(client, options, controller_metrics, stopped()).await;
     let _ = server.await;
     Ok(0)
 }

@@ -137,6 +137,14 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
+    /// Registers more collectors in the same registry (the placement controller's own).
+    pub fn register(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), MetricsError> {
+        Ok(self.registry.register(collector)?)
+    }
+
     /// Registers every metric in a new registry; `dockwright_build_info{version}` is 1,
     /// `dockwright_ready` 0.
     pub fn new() -> Result<Self, MetricsError> {

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::desired::{DesiredContainer, DesiredState, Mount, Origin, ResourceKey};
-use crate::plan::{restrict, Blocked, Plan};
+use crate::plan::{Blocked, Plan};
 use crate::secrets::SecretKey;
 use crate::source::normalize::canonical_capability;
 
@@ -448,12 +448,7 @@ impl Admission {
     /// `plan` (made from [`Admission::desired`]) without any action on a held resource —
     /// their containers are neither changed nor pruned — plus a blocked entry for each.
     pub fn hold(&self, plan: Plan) -> Plan {
-        if self.held.is_empty() {
-            return plan;
-        }
-        let mut out = restrict(&plan, |key| !self.held.iter().any(|b| &b.resource == key));
-        out.blocked.extend(self.held.iter().cloned());
-        out
+        crate::plan::hold(plan, &self.held)
     }
 }
 

@@ -12,9 +12,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::core::DynamicObject;
 use serde::de::DeserializeOwned;
@@ -39,6 +39,9 @@ enum Object {
     ClusterRoleBinding(ClusterRoleBinding),
     Service(Service),
     DaemonSet(DaemonSet),
+    Deployment(Deployment),
+    Role(Role),
+    RoleBinding(RoleBinding),
     /// A kind k8s-openapi has no type for (the ServiceMonitor), checked as a generic object.
     Other(DynamicObject),
 }
@@ -54,6 +57,9 @@ impl Object {
             Object::ClusterRoleBinding(_) => "ClusterRoleBinding",
             Object::Service(_) => "Service",
             Object::DaemonSet(_) => "DaemonSet",
+            Object::Deployment(_) => "Deployment",
+            Object::Role(_) => "Role",
+            Object::RoleBinding(_) => "RoleBinding",
             Object::Other(o) => o.types.as_ref().map(|t| t.kind.as_str()).unwrap_or(""),
         }
     }
@@ -132,6 +138,9 @@ fn load(path: &Path) -> Vec<(Value, Object)> {
                 "ClusterRoleBinding" => Object::ClusterRoleBinding(typed(&doc, &what)),
                 "Service" => Object::Service(typed(&doc, &what)),
                 "DaemonSet" => Object::DaemonSet(typed(&doc, &what)),
+                "Deployment" => Object::Deployment(typed(&doc, &what)),
+                "Role" => Object::Role(typed(&doc, &what)),
+                "RoleBinding" => Object::RoleBinding(typed(&doc, &what)),
                 _ => {
                     let generic: DynamicObject = serde_json::from_value(doc.clone())
                         .unwrap_or_else(|e| panic!("{what}: not a Kubernetes object: {e}"));
@@ -177,7 +186,23 @@ fn render(file: &str) -> Option<Vec<(Value, Object)>> {
 }
 
 fn one<'a, T>(objects: &'a [(Value, Object)], pick: impl Fn(&'a Object) -> Option<&'a T>) -> &'a T {
-    let found: Vec<&T> = objects.iter().filter_map(|(_, o)| pick(o)).collect();
+    one_of(objects, None, pick)
+}
+
+/// The one object `pick` selects among those of `component` (the
+/// `app.kubernetes.io/component` label: `agent` or `controller`), or among all with `None`.
+fn one_of<'a, T>(
+    objects: &'a [(Value, Object)],
+    component: Option<&str>,
+    pick: impl Fn(&'a Object) -> Option<&'a T>,
+) -> &'a T {
+    let found: Vec<&T> = objects
+        .iter()
+        .filter(|(doc, _)| {
+            component.is_none_or(|c| doc["metadata"]["labels"]["app.kubernetes.io/component"] == c)
+        })
+        .filter_map(|(_, o)| pick(o))
+        .collect();
     assert_eq!(
         found.len(),
         1,
@@ -373,7 +398,7 @@ fn check_wiring(objects: &[(Value, Object)], v: &Value) {
     );
 
     // Service → pods → container port.
-    let svc = one(objects, |o| match o {
+    let svc = one_of(objects, Some("agent"), |o| match o {
         Object::Service(s) => Some(s),
         _ => None,
     });
@@ -424,16 +449,16 @@ fn check_wiring(objects: &[(Value, Object)], v: &Value) {
     }
 
     // ServiceAccount → ClusterRoleBinding → ClusterRole.
-    let sa = one(objects, |o| match o {
+    let sa = one_of(objects, Some("agent"), |o| match o {
         Object::ServiceAccount(s) => Some(s),
         _ => None,
     });
     assert_eq!(pod.service_account_name, sa.metadata.name);
-    let crb = one(objects, |o| match o {
+    let crb = one_of(objects, Some("agent"), |o| match o {
         Object::ClusterRoleBinding(b) => Some(b),
         _ => None,
     });
-    let role = one(objects, |o| match o {
+    let role = one_of(objects, Some("agent"), |o| match o {
         Object::ClusterRole(r) => Some(r),
         _ => None,
     });
@@ -445,6 +470,8 @@ fn check_wiring(objects: &[(Value, Object)], v: &Value) {
         ("ServiceAccount", sa.metadata.name.as_deref().unwrap())
     );
     assert_eq!(subject.namespace, sa.metadata.namespace);
+
+    check_controller_wiring(objects, v);
 
     // Standard labels on every object; namespaced objects in the release namespace.
     for (doc, object) in objects {
@@ -462,6 +489,13 @@ fn check_wiring(objects: &[(Value, Object)], v: &Value) {
                 doc["metadata"]["name"]
             );
         }
+        let component = &labels["app.kubernetes.io/component"];
+        assert!(
+            component == "agent" || component == "controller",
+            "{} {}: component {component}",
+            object.kind(),
+            doc["metadata"]["name"]
+        );
         let namespaced = !matches!(
             object,
             Object::ClusterRole(_) | Object::ClusterRoleBinding(_)
@@ -486,6 +520,213 @@ fn check_wiring(objects: &[(Value, Object)], v: &Value) {
             object.kind(),
             doc["metadata"]["name"]
         );
+    }
+}
+
+fn deployment(objects: &[(Value, Object)]) -> &Deployment {
+    one(objects, |o| match o {
+        Object::Deployment(d) => Some(d),
+        _ => None,
+    })
+}
+
+/// The (group/resource:verb) grants of a list of rules, with the names a rule narrows to.
+fn grants(rules: &[PolicyRule]) -> BTreeSet<String> {
+    let mut got = BTreeSet::new();
+    for rule in rules {
+        assert!(rule.non_resource_urls.is_none());
+        let names = rule
+            .resource_names
+            .as_ref()
+            .map(|n| format!("[{}]", n.join(",")))
+            .unwrap_or_default();
+        for group in rule.api_groups.as_ref().unwrap() {
+            for resource in rule.resources.as_ref().unwrap() {
+                for verb in &rule.verbs {
+                    got.insert(format!("{group}/{resource}{names}:{verb}"));
+                }
+            }
+        }
+    }
+    got
+}
+
+/// The placement controller: a Deployment whose pods no agent selector matches, its
+/// arguments and Lease, the ServiceAccount → bindings → roles chain, its metrics Service.
+fn check_controller_wiring(objects: &[(Value, Object)], v: &Value) {
+    let cv = &v["controller"];
+    let deploy = deployment(objects);
+    let spec = deploy.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas.map(i64::from), cv["replicas"].as_i64());
+    let pod_labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .as_ref()
+        .unwrap();
+    let selector = spec.selector.match_labels.as_ref().unwrap();
+    for (k, val) in selector {
+        assert_eq!(
+            pod_labels.get(k),
+            Some(val),
+            "Deployment selector {k}={val}"
+        );
+    }
+    // No agent selector (DaemonSet, Service) matches a controller pod, and the other way round.
+    let ds = daemonset(objects);
+    let agent_selector = ds
+        .spec
+        .as_ref()
+        .unwrap()
+        .selector
+        .match_labels
+        .as_ref()
+        .unwrap();
+    let agent_pod_labels = ds
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .as_ref()
+        .unwrap();
+    assert!(
+        agent_selector
+            .iter()
+            .any(|(k, val)| pod_labels.get(k) != Some(val)),
+        "the DaemonSet's selector matches the controller pods"
+    );
+    assert!(
+        selector
+            .iter()
+            .any(|(k, val)| agent_pod_labels.get(k) != Some(val)),
+        "the Deployment's selector matches the agent pods"
+    );
+
+    let pod = spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.containers.len(), 1);
+    let c = &pod.containers[0];
+    let args = c.args.as_ref().unwrap();
+    assert_eq!(args[0], "controller", "{args:?}");
+    let port = cv["metrics"]["port"].as_i64().unwrap();
+    assert_eq!(flag(args, "--listen"), format!("0.0.0.0:{port}"));
+    assert_eq!(flag(args, "--log-format"), v["logFormat"].as_str().unwrap());
+    assert_eq!(
+        flag(args, "--lease-duration"),
+        cv["leaseDuration"].as_str().unwrap()
+    );
+    assert_eq!(flag(args, "--concurrency"), cv["concurrency"].to_string());
+    let extra: Vec<String> = cv["extraArgs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        args.ends_with(&extra),
+        "controller.extraArgs {extra:?} end {args:?}"
+    );
+    for (name, path) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let field = env_value(c, name)
+            .value_from
+            .as_ref()
+            .and_then(|f| f.field_ref.as_ref());
+        assert_eq!(field.map(|f| f.field_path.as_str()), Some(path), "{name}");
+    }
+    assert!(
+        pod.volumes.is_none(),
+        "the controller mounts nothing: {:?}",
+        pod.volumes
+    );
+    assert_eq!(
+        pod.host_network.unwrap_or(false),
+        v["hostNetwork"].as_bool().unwrap()
+    );
+    let c_port = c
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|p| p.name.as_deref() == Some("metrics"))
+        .unwrap();
+    assert_eq!(i64::from(c_port.container_port), port);
+
+    // ServiceAccount → ClusterRoleBinding → ClusterRole, and → RoleBinding → Role (the Lease).
+    let sa = one_of(objects, Some("controller"), |o| match o {
+        Object::ServiceAccount(s) => Some(s),
+        _ => None,
+    });
+    assert_eq!(pod.service_account_name, sa.metadata.name);
+    let agent_sa = one_of(objects, Some("agent"), |o| match o {
+        Object::ServiceAccount(s) => Some(s),
+        _ => None,
+    });
+    assert_ne!(
+        agent_sa.metadata.name, sa.metadata.name,
+        "one identity each"
+    );
+    let crb = one_of(objects, Some("controller"), |o| match o {
+        Object::ClusterRoleBinding(b) => Some(b),
+        _ => None,
+    });
+    let role = one_of(objects, Some("controller"), |o| match o {
+        Object::ClusterRole(r) => Some(r),
+        _ => None,
+    });
+    assert_eq!(Some(&crb.role_ref.name), role.metadata.name.as_ref());
+    let subject = &crb.subjects.as_ref().unwrap()[0];
+    assert_eq!(Some(&subject.name), sa.metadata.name.as_ref());
+    assert_eq!(subject.namespace, sa.metadata.namespace);
+    let lease_role = one(objects, |o| match o {
+        Object::Role(r) => Some(r),
+        _ => None,
+    });
+    let lease_binding = one(objects, |o| match o {
+        Object::RoleBinding(b) => Some(b),
+        _ => None,
+    });
+    assert_eq!(
+        Some(&lease_binding.role_ref.name),
+        lease_role.metadata.name.as_ref()
+    );
+    assert_eq!(lease_binding.role_ref.kind, "Role");
+    assert_eq!(
+        Some(&lease_binding.subjects.as_ref().unwrap()[0].name),
+        sa.metadata.name.as_ref()
+    );
+    let lease = flag(args, "--lease-name");
+    assert_eq!(
+        grants(lease_role.rules.as_ref().unwrap()),
+        BTreeSet::from([
+            "coordination.k8s.io/leases:create".to_string(),
+            format!("coordination.k8s.io/leases[{lease}]:get"),
+            format!("coordination.k8s.io/leases[{lease}]:update"),
+        ]),
+        "the controller may touch its own Lease only"
+    );
+
+    if v["metrics"]["service"]["enabled"].as_bool().unwrap() {
+        let svc = one_of(objects, Some("controller"), |o| match o {
+            Object::Service(s) => Some(s),
+            _ => None,
+        });
+        let spec = svc.spec.as_ref().unwrap();
+        for (k, val) in spec.selector.as_ref().unwrap() {
+            assert_eq!(
+                pod_labels.get(k),
+                Some(val),
+                "controller Service selector {k}={val}"
+            );
+        }
+        assert_eq!(i64::from(spec.ports.as_ref().unwrap()[0].port), port);
     }
 }
 
@@ -573,32 +814,17 @@ fn cluster_role_is_least_privilege() {
     let Some(objects) = render("default.yaml") else {
         return;
     };
-    let role = one(&objects, |o| match o {
+    let role = one_of(&objects, Some("agent"), |o| match o {
         Object::ClusterRole(r) => Some(r),
         _ => None,
     });
-    let mut got = BTreeSet::new();
-    for rule in role.rules.as_ref().unwrap() {
-        assert!(rule.resource_names.is_none() && rule.non_resource_urls.is_none());
-        for group in rule.api_groups.as_ref().unwrap() {
-            for resource in rule.resources.as_ref().unwrap() {
-                for verb in &rule.verbs {
-                    got.insert(format!("{group}/{resource}:{verb}"));
-                }
-            }
-        }
-    }
+    let got = grants(role.rules.as_ref().unwrap());
     let mut want = BTreeSet::new();
-    for r in ["images", "containers"] {
-        for verb in ["get", "list", "watch", "patch", "update"] {
-            want.insert(format!("dockwright.dev/{r}:{verb}"));
-        }
-        for verb in ["get", "patch", "update"] {
-            want.insert(format!("dockwright.dev/{r}/status:{verb}"));
-        }
+    for verb in ["get", "list", "watch", "patch", "update"] {
+        want.insert(format!("dockwright.dev/placements:{verb}"));
     }
-    for verb in ["get", "list", "watch"] {
-        want.insert(format!("/nodes:{verb}"));
+    for verb in ["get", "patch", "update"] {
+        want.insert(format!("dockwright.dev/placements/status:{verb}"));
     }
     want.insert("/secrets:get".to_string());
     for group in ["", "events.k8s.io"] {
@@ -606,7 +832,42 @@ fn cluster_role_is_least_privilege() {
             want.insert(format!("{group}/events:{verb}"));
         }
     }
-    assert_eq!(got, want, "ClusterRole grants exactly what the agent uses");
+    assert_eq!(
+        got, want,
+        "ClusterRole grants exactly what the agent uses: its Placements, never the parents or Nodes"
+    );
+}
+
+#[test]
+fn controller_cluster_role_is_least_privilege() {
+    let Some(objects) = render("default.yaml") else {
+        return;
+    };
+    let role = one_of(&objects, Some("controller"), |o| match o {
+        Object::ClusterRole(r) => Some(r),
+        _ => None,
+    });
+    let mut want = BTreeSet::new();
+    for r in ["images", "containers"] {
+        for verb in ["get", "list", "watch", "patch"] {
+            want.insert(format!("dockwright.dev/{r}:{verb}"));
+        }
+        for verb in ["get", "patch"] {
+            want.insert(format!("dockwright.dev/{r}/status:{verb}"));
+        }
+        want.insert(format!("dockwright.dev/{r}/finalizers:update"));
+    }
+    for verb in ["get", "list", "watch", "create", "patch", "delete"] {
+        want.insert(format!("dockwright.dev/placements:{verb}"));
+    }
+    for verb in ["get", "list", "watch"] {
+        want.insert(format!("/nodes:{verb}"));
+    }
+    assert_eq!(
+        grants(role.rules.as_ref().unwrap()),
+        want,
+        "the controller's ClusterRole grants exactly what it uses (no Secrets, no Events)"
+    );
 }
 
 #[test]
@@ -685,7 +946,7 @@ fn nondefault_values_reach_the_objects() {
             "pod annotation {k}"
         );
     }
-    let svc = one(&objects, |o| match o {
+    let svc = one_of(&objects, Some("agent"), |o| match o {
         Object::Service(s) => Some(s),
         _ => None,
     });
@@ -711,12 +972,55 @@ fn nondefault_values_reach_the_objects() {
         doc["metadata"]["labels"]["release"],
         v["serviceMonitor"]["labels"]["release"]
     );
-    let svc_labels = svc.metadata.labels.as_ref().unwrap();
-    for (k, val) in doc["spec"]["selector"]["matchLabels"].as_object().unwrap() {
-        assert_eq!(
-            svc_labels.get(k).map(String::as_str),
-            val.as_str(),
-            "ServiceMonitor selects the Service by {k}"
+    let controller_svc = one_of(&objects, Some("controller"), |o| match o {
+        Object::Service(s) => Some(s),
+        _ => None,
+    });
+    for svc in [svc, controller_svc] {
+        let svc_labels = svc.metadata.labels.as_ref().unwrap();
+        for (k, val) in doc["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+            assert_eq!(
+                svc_labels.get(k).map(String::as_str),
+                val.as_str(),
+                "ServiceMonitor selects {:?} by {k}",
+                svc.metadata.name
+            );
+        }
+    }
+
+    // The controller's own values reach its Deployment; the shared ones too.
+    let cv = &v["controller"];
+    let cpod = deployment(&objects)
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    let cc = &cpod.containers[0];
+    assert_eq!(to_json(&cpod.tolerations), cv["tolerations"]);
+    assert_eq!(to_json(&cpod.node_selector), cv["nodeSelector"]);
+    assert_eq!(to_json(&cpod.affinity), cv["affinity"]);
+    assert_eq!(to_json(&cc.resources), cv["resources"]);
+    assert_eq!(to_json(&cpod.security_context), cv["podSecurityContext"]);
+    assert_eq!(
+        cpod.priority_class_name.as_deref(),
+        cv["priorityClassName"].as_str()
+    );
+    assert_eq!(
+        cpod.service_account_name.as_deref(),
+        cv["serviceAccountName"].as_str()
+    );
+    assert_eq!(cc.image, c.image);
+    assert_eq!(to_json(&cpod.image_pull_secrets), v["imagePullSecrets"]);
+    for extra in v["extraEnv"].as_array().unwrap() {
+        assert!(
+            cc.env
+                .iter()
+                .flatten()
+                .any(|e| serde_json::to_value(e).unwrap() == *extra),
+            "extraEnv {extra} reaches the controller"
         );
     }
     assert_eq!(
@@ -738,13 +1042,21 @@ fn deploy_manifests_are_crds_namespace_then_the_chart() {
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
+            "CustomResourceDefinition",
             "Namespace",
+            "ServiceAccount",
             "ServiceAccount",
             "ConfigMap",
             "ClusterRole",
+            "ClusterRole",
             "ClusterRoleBinding",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
             "Service",
-            "DaemonSet"
+            "Service",
+            "DaemonSet",
+            "Deployment"
         ],
     );
     // The CRDs are the generated ones, document for document.
@@ -775,7 +1087,8 @@ fn deploy_manifests_are_crds_namespace_then_the_chart() {
             "images.dockwright.dev",
             "containers.dockwright.dev",
             "networks.dockwright.dev",
-            "volumes.dockwright.dev"
+            "volumes.dockwright.dev",
+            "placements.dockwright.dev"
         ])
     );
 

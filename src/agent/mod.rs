@@ -65,6 +65,19 @@ pub struct AgentOptions {
     pub credentials: crate::credentials::Credentials,
     /// Where pulled images are recorded (so `prune` can remove them later); `None`: not recorded.
     pub image_records: Option<Arc<crate::image_records::ImageRecords>>,
+    /// Receives every pass's [`PassReport`] (the Kubernetes node agent writes status from it).
+    pub pass_reports: Option<watch::Sender<Option<Arc<PassReport>>>>,
+}
+
+/// What one pass saw and concluded, for a front end that reports it elsewhere.
+#[derive(Clone, Debug)]
+pub struct PassReport {
+    /// The desired state the pass planned for (before the policy gate).
+    pub desired: Arc<crate::desired::DesiredState>,
+    /// The observation the pass planned from.
+    pub observed: Arc<crate::observed::ObservedState>,
+    /// The status the pass published on `/state`.
+    pub status: Arc<AgentStatus>,
 }
 
 impl AgentOptions {
@@ -83,6 +96,7 @@ impl AgentOptions {
             gate: crate::policy::Gate::default(),
             credentials: crate::credentials::Credentials::default(),
             image_records: None,
+            pass_reports: None,
         }
     }
 }
@@ -385,6 +399,13 @@ impl Loop {
                 fresh_pulls: self.fresh_pulls.fresh(started),
             },
         ));
+        let plan = plan::hold(plan, &input.held);
+        let plan = match &input.prune_only {
+            Some(removable) => plan::restrict(&plan, |key| {
+                input.desired.declares(key) || removable.contains(key)
+            }),
+            None => plan,
+        };
         self.backoffs.retain(|k| {
             input.desired.containers.contains_key(k) || input.desired.images.contains_key(k)
         });
@@ -473,6 +494,13 @@ impl Loop {
         self.metrics
             .sync_docker_requests(&self.docker.request_counts());
         self.state.publish_state(&status);
+        if let Some(reports) = &self.options.pass_reports {
+            reports.send_replace(Some(Arc::new(PassReport {
+                desired: Arc::clone(&input.desired),
+                observed: Arc::new(observed),
+                status: Arc::new(status),
+            })));
+        }
     }
 
     /// Executor concurrency and the permits every group shares (see [`bounded`]): the

@@ -6,7 +6,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, LocalObjectReference, PullPolicy};
+use super::{AggregateStatus, LocalObjectReference, PullPolicy};
 
 /// Desired state of a group of identical containers.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -17,10 +17,10 @@ use super::{Condition, LocalObjectReference, PullPolicy};
     plural = "containers",
     shortname = "dwc",
     namespaced,
-    status = "ContainerStatus",
+    status = "AggregateStatus",
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,
-    printcolumn = r#"{"name":"Ready","type":"string","description":"Ready/desired replicas on each node that runs it","jsonPath":".status.nodes[*].readyReplicas"}"#,
-    printcolumn = r#"{"name":"Nodes","type":"string","priority":1,"jsonPath":".status.nodes[*].node"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","description":"Nodes where it is ready / nodes it is placed on","jsonPath":".status.ready"}"#,
+    printcolumn = r#"{"name":"Up-to-date","type":"integer","priority":1,"jsonPath":".status.updatedNodes"}"#,
     printcolumn = r#"{"name":"Image","type":"string","jsonPath":".spec.image"}"#,
     printcolumn = r#"{"name":"State","type":"string","jsonPath":".spec.state"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -467,45 +467,6 @@ pub struct Dependency {
 
 /// Observed state written back in Kubernetes mode.
 ///
-/// Every node's agent writes only its own entry of `nodes`, by server-side apply with its own
-/// field manager (`dockwright-<node>`): `nodes` is a list-map keyed by `node`, so entries of
-/// different nodes merge and never overwrite each other. There is deliberately no top-level
-/// aggregate (one `Ready` over all nodes would need a single writer, and several agents
-/// writing one scalar would fight over it): readiness, conditions and `observedGeneration`
-/// are per node, and the printer columns list the nodes' values (`1/1,2/2`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerStatus {
-    /// One entry per node that runs this resource (or last failed to).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
-    pub nodes: Vec<NodeContainerStatus>,
-}
-
-/// What one node's agent observed for a `Container`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeContainerStatus {
-    /// Node name (the list-map key).
-    pub node: String,
-    /// The `metadata.generation` this entry was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// `ready/desired` replicas on this node, for the printer columns.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ready_replicas: Option<String>,
-    /// `Ready`, `Progressing`, `Degraded` on this node.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
-    /// One entry per replica.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub replicas: Vec<ReplicaStatus>,
-    /// Last error on this node, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-}
-
 /// One replica as observed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

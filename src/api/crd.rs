@@ -3,7 +3,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use super::{Container, Image, Network, Volume};
+use super::{Container, Image, Network, Placement, Volume};
 
 /// Field-level schema transform for an optional enum field (`#[schemars(transform =
 /// field_description)]`): keeps the field's doc comment as its description. kube hoists the
@@ -30,6 +30,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         Container::crd(),
         Network::crd(),
         Volume::crd(),
+        Placement::crd(),
     ]
 }
 

@@ -6,7 +6,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, PullPolicy};
+use super::{AggregateStatus, PullPolicy};
 
 /// Desired image, referenced by `Container.spec.image` through its name.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -17,10 +17,9 @@ use super::{Condition, PullPolicy};
     plural = "images",
     shortname = "dwi",
     namespaced,
-    status = "ImageStatus",
+    status = "AggregateStatus",
     printcolumn = r#"{"name":"Ref","type":"string","jsonPath":".spec.ref"}"#,
-    printcolumn = r#"{"name":"Ready","type":"string","description":"The Ready condition on each node that reconciled it","jsonPath":".status.nodes[*].conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Nodes","type":"string","priority":1,"jsonPath":".status.nodes[*].node"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","description":"Nodes where it is present / nodes it is placed on","jsonPath":".status.ready"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -79,43 +78,4 @@ pub struct RegistryAuthSpec {
     /// A file in Docker config format (`{"auths": {"host": {"auth": "..."}}}`), relative to
     /// the manifest file.
     pub secret_file: String,
-}
-
-/// Observed state written back in Kubernetes mode.
-///
-/// As for `Container`, every node's agent writes only its own entry of `nodes`, by
-/// server-side apply with its own field manager (`dockwright-<node>`); `nodes` is a list-map
-/// keyed by `node`, and there is no top-level aggregate (it would need a single writer).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ImageStatus {
-    /// One entry per node that reconciled this image.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
-    pub nodes: Vec<NodeImageStatus>,
-}
-
-/// What one node's agent observed for an `Image`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeImageStatus {
-    /// Node name (the list-map key).
-    pub node: String,
-    /// The `metadata.generation` this entry was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// `Ready` (the image is present on this node), `Progressing`, `Degraded`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
-    /// Local image ID `ref` resolves to on this node.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_id: Option<String>,
-    /// Registry digest (`sha256:...`) the local image carries for `ref`'s repository: what
-    /// it was pulled as or pushed as. Absent for a build never pushed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-    /// Last error on this node, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
 }

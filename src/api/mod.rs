@@ -1,4 +1,5 @@
-//! Manifest types: the `Image`, `Container`, `Network` and `Volume` custom resources, shared sub-types and
+//! Manifest types: the `Image`, `Container`, `Network` and `Volume` custom resources, the
+//! `Placement` children of the Kubernetes mode, shared sub-types and
 //! the CRD generator. No I/O lives here; the file and Kubernetes sources both parse
 //! into these types, so one document means the same thing in every mode.
 
@@ -8,6 +9,7 @@ mod crd;
 mod docs;
 mod image;
 mod network;
+mod placement;
 mod volume;
 
 pub use common::*;
@@ -16,6 +18,7 @@ pub use crd::{all_crds, crds_yaml};
 pub use docs::{reference_markdown, REFERENCE_MARKER};
 pub use image::*;
 pub use network::*;
+pub use placement::*;
 pub use volume::*;
 
 /// API group of every dockwright resource.

@@ -138,11 +138,13 @@ impl DockerRunner {
     /// file, never its content).
     fn credentials_for(
         &self,
+        planned: &PlannedAction,
         what: &str,
         reference: &str,
         auth: Option<&RegistryAuth>,
     ) -> Result<Option<bollard::auth::DockerCredentials>, ActionError> {
         self.credentials
+            .for_resource(&planned.resource)
             .for_reference(reference, auth)
             .map(|c| c.map(|c| c.to_docker()))
             .map_err(|e| ActionError::new(ErrorKind::Io, format!("{what} {reference}: {e}")))
@@ -158,7 +160,7 @@ impl DockerRunner {
         reference: &str,
         auth: Option<&RegistryAuth>,
     ) -> Result<(), ActionError> {
-        let credentials = self.credentials_for("pull", reference, auth)?;
+        let credentials = self.credentials_for(planned, "pull", reference, auth)?;
         let image_id = |reference: &str| {
             let reference = reference.to_string();
             async move {
@@ -444,6 +446,7 @@ impl ActionRunner for DockerRunner {
             Action::BuildImage(spec) => {
                 let credentials = self
                     .credentials
+                    .for_resource(&planned.resource)
                     .for_build(spec.auth.as_ref())
                     .map_err(|e| {
                         ActionError::new(ErrorKind::Io, format!("build {}: {e}", spec.reference))
@@ -461,7 +464,8 @@ impl ActionRunner for DockerRunner {
                 registry::tag(&self.docker, source, target).await
             }
             Action::PushImage { reference, auth } => {
-                let credentials = self.credentials_for("push", reference, auth.as_ref())?;
+                let credentials =
+                    self.credentials_for(planned, "push", reference, auth.as_ref())?;
                 registry::push(&self.docker, reference, credentials).await
             }
             Action::RemoveImage { id, references } => self.remove_image(id, references).await,

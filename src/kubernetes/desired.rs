@@ -16,7 +16,6 @@ use kube::ResourceExt;
 
 use crate::api::{Container, Image, SecretKeySelector, VolumeType};
 use crate::desired::{DesiredState, Origin, ResourceKey};
-use crate::policy::Gate;
 use crate::secrets::{resolve_refs, SecretResolver, SecretSource, SecretValue};
 use crate::source::{build_desired, LoadedManifest, Manifest, ManifestError};
 
@@ -217,27 +216,14 @@ impl SecretResolver for FetchedSecrets {
     }
 }
 
-/// Resolves secret references through `secrets` and passes the state through the policy
-/// `gate`; what cannot run goes to [`ClusterDesired::held`].
-pub fn admit(mut built: ClusterDesired, secrets: &FetchedSecrets, gate: &Gate) -> ClusterDesired {
-    let mut held: BTreeMap<ResourceKey, String> = BTreeMap::new();
+/// Resolves secret references through `secrets`; what cannot be resolved goes to
+/// [`ClusterDesired::held`] (the policy gate is the agent loop's, as in file mode).
+pub fn resolve_secrets(mut built: ClusterDesired, secrets: &FetchedSecrets) -> ClusterDesired {
     for (key, message) in resolve_refs(&mut built.state, secrets) {
         built.state.containers.remove(&key);
-        held.entry(key).or_insert(message);
+        built.held.entry(key).or_insert(message);
     }
-    let admission = gate.admit(&built.state);
-    for b in admission.held {
-        let entry = held.entry(b.resource).or_default();
-        if !entry.is_empty() {
-            entry.push_str("; ");
-        }
-        entry.push_str(&b.message);
-    }
-    ClusterDesired {
-        state: admission.desired,
-        errors: built.errors,
-        held,
-    }
+    built
 }
 
 /// A fingerprint of what [`build`] reads from an object: identity, generation (every spec

@@ -1,85 +1,69 @@
-//! The Kubernetes add-on (`dockwright agent --kubernetes`): one agent per node turns the
-//! `Container`/`Image` custom resources placed on its node into the same [`DesiredState`] the
-//! file mode builds, and drives the same planner and executor against its node's daemon.
+//! The Kubernetes add-on, in two parts that meet at the `Placement` kind (the DaemonSet →
+//! Pod split, see [`crate::api::Placement`]):
 //!
-//! Steps, each its own module: [`placement`] (pure: does a resource run here),
-//! [`desired`] (objects → desired state, per-resource errors), [`secrets`]
-//! (`imagePullSecrets` → registry credentials), [`status`] (pure: the per-node status
-//! entries and their server-side-apply patch), [`triggers`] (what wakes a reconcile),
-//! [`readiness`] (the first full pass), [`controller`] (kube `Controller`s, the `Container`
-//! reconcile, finalizers, events, back-off) and [`image`] (the `Image` reconcile). Nothing
-//! here plans or executes on its own: the planner, executor and the back-off bookkeeping are
-//! the file agent's.
+//! - the **placement controller** ([`controller`], `dockwright controller`, leader-elected):
+//!   watches `Container`, `Image` and `Node` objects and keeps one `Placement` per (resource,
+//!   node) placed, labelled with the node; it writes each parent's aggregate status and owns
+//!   the rule for nodes that are gone for good;
+//! - the **node agent** ([`node`], `dockwright agent --kubernetes`): watches only its own
+//!   node's `Placement`s (label selector), turns them into the same [`DesiredState`] the file
+//!   mode builds ([`desired`]), runs the file agent's loop ([`crate::agent::run`]: one observe
+//!   → plan → execute pass per burst of triggers, the converge rounds every front end shares)
+//!   and writes status only on its own `Placement`s ([`status`]).
 //!
-//! Finalizers: one per node, `dockwright.dev/node.<node>`, added by a node's agent before it
-//! creates anything for an object, removed once that node's containers of the object are gone
-//! (object deleted, or no longer placed on the node). Rule for a node that is gone for good:
-//! whenever an agent reconciles an object being deleted, it looks up the Node of every other
-//! `dockwright.dev/node.*` finalizer on it and removes the finalizers whose Node object no
-//! longer exists (a deleted Node has no daemon left to clean, and no agent that could).
+//! Pure helpers: [`placement`] (does a resource run on a node), [`status`] (a `Placement`'s
+//! status from what the agent observed). [`secrets`] reads `imagePullSecrets`.
+//!
+//! Finalizers: the node agent puts [`FINALIZER`] on each of its `Placement`s before anything
+//! is created for it and removes it once the node's containers of it are gone, so deleting a
+//! parent (garbage collection through owner references) or un-placing it (the controller
+//! deletes the `Placement`) removes the containers first. For a node that is gone for good
+//! the controller removes the finalizer (no daemon is left to clean, and no agent).
 //!
 //! [`DesiredState`]: crate::desired::DesiredState
 
 pub mod controller;
 pub mod desired;
-pub mod image;
+pub mod node;
 pub mod placement;
-pub mod readiness;
 pub mod secrets;
 pub mod status;
-pub mod triggers;
 
-pub use controller::{run, Context, ControllerOptions};
+pub use node::{run, NodeOptions};
 pub use placement::NodeInfo;
 
-use crate::execute::ActionError;
+/// The finalizer a node's agent puts on its `Placement`s.
+pub const FINALIZER: &str = "dockwright.dev/node-agent";
 
-/// Prefix of the per-node finalizers.
-pub const FINALIZER_PREFIX: &str = "dockwright.dev/node.";
+/// Prefix of the per-node finalizers the agents of earlier versions put on the parents
+/// (`dockwright.dev/node.<node>`); the controller removes them (see [`controller`]).
+pub const LEGACY_FINALIZER_PREFIX: &str = "dockwright.dev/node.";
 
-/// The finalizer a node's agent puts on the objects it runs.
-pub fn finalizer_name(node: &str) -> String {
-    format!("{FINALIZER_PREFIX}{node}")
-}
-
-/// The server-side-apply field manager of a node's agent (its status entries).
+/// Field manager of the node agent (status of its `Placement`s, its finalizer).
 pub fn field_manager(node: &str) -> String {
     format!("dockwright-{node}")
 }
 
-/// Why reconciling one object failed. Each variant has a short [`Error::label`] for metrics
-/// and events.
+/// Why a step of the controller or the node agent failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A Kubernetes API call failed.
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    /// The finalizer helper failed (adding or removing the finalizer, or the step it wraps).
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    /// Observing the daemon failed.
+    /// Talking to the daemon failed.
     #[error("docker: {0}")]
     Docker(#[source] Box<crate::Error>),
-    /// Some actions of the object failed on this node.
-    #[error("{0}")]
-    Actions(ActionError),
-    /// The object is held back: refused by the policy, or a secret value cannot be read.
-    #[error("held: {0}")]
-    Held(String),
     /// The object has no name or namespace (never from a real API server).
     #[error("object without {0}")]
     Unnamed(&'static str),
 }
 
 impl Error {
-    /// Short stable label for metrics and event reasons.
+    /// Short stable label for metrics and logs.
     pub fn label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
-            Error::Finalizer(_) => "finalizer",
             Error::Docker(_) => "docker",
-            Error::Actions(e) => e.kind.label(),
-            Error::Held(_) => "held",
             Error::Unnamed(_) => "unnamed",
         }
     }

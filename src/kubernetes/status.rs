@@ -1,6 +1,6 @@
-//! The per-node status entries of a `Container` and of an `Image`, and the server-side-apply
-//! patch that writes one. Pure: the controller passes what it observed, how the reconcile
-//! went, the entry it last wrote (from the object) and the time; nothing here talks to the API
+//! The status of a `Placement` (one resource on one node), for a `Container` and for an
+//! `Image`, and the patch that writes it. Pure: the node agent passes what it observed, how
+//! the last pass went, the status it last wrote and the time; nothing here talks to the API
 //! server.
 //!
 //! Conditions per node: `Ready` (every desired replica ready; for an `Image`, the image is
@@ -12,13 +12,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::api::{
-    Condition, ContainerStatus, DesiredRunState, ImageStatus, NodeContainerStatus, NodeImageStatus,
-    ReplicaStatus, RestartPolicy, API_VERSION,
-};
+use crate::api::{Condition, DesiredRunState, PlacementStatus, ReplicaStatus, RestartPolicy};
 use crate::desired::{DesiredContainer, DesiredImage, ResourceKey};
 use crate::observed::{HealthState, ObservedContainer, ObservedState, RunState};
 
@@ -48,7 +44,7 @@ fn replica_ready(desired: &DesiredContainer, c: &ObservedContainer) -> bool {
     }
 }
 
-fn condition(
+pub(crate) fn condition(
     type_: &str,
     on: bool,
     reason: &str,
@@ -74,33 +70,33 @@ fn condition(
     }
 }
 
-/// Which object's entry, on which node, for which generation.
+/// Which resource, from which `Placement` generation and parent generation.
 #[derive(Clone, Copy, Debug)]
 pub struct Subject<'a> {
-    /// This node.
-    pub node: &'a str,
-    /// The object.
+    /// The resource (the parent's kind, namespace and name).
     pub key: &'a ResourceKey,
-    /// Its `metadata.generation`.
+    /// The `Placement`'s `metadata.generation`.
     pub generation: Option<i64>,
+    /// The parent generation the `Placement` carries.
+    pub parent_generation: Option<i64>,
 }
 
-/// This node's entry for the object: its replicas as observed (restart counts from
+/// The status of a `Container`'s `Placement`: its replicas as observed (restart counts from
 /// `restarts`, by container ID; a replica missing there has none), and conditions from
 /// `progress`. `desired` is `None` when the object could not be normalised.
-pub fn node_entry(
+pub fn container_status(
     subject: Subject<'_>,
     desired: Option<&DesiredContainer>,
     observed: &ObservedState,
     restarts: &BTreeMap<String, i64>,
     progress: &Progress,
-    previous: Option<&NodeContainerStatus>,
+    previous: Option<&PlacementStatus>,
     now: &str,
-) -> NodeContainerStatus {
+) -> PlacementStatus {
     let Subject {
-        node,
         key,
         generation,
+        parent_generation,
     } = subject;
     let mut mine: Vec<&ObservedContainer> = observed
         .containers
@@ -122,9 +118,9 @@ pub fn node_entry(
         progress_conditions(progress, !all_ready);
     let last_error = last_error(progress);
     let previous = previous.map_or(&[][..], |p| p.conditions.as_slice());
-    NodeContainerStatus {
-        node: node.to_string(),
+    PlacementStatus {
         observed_generation: generation,
+        parent_generation,
         ready_replicas: Some(format!("{ready}/{want}")),
         conditions: vec![
             condition(
@@ -159,6 +155,8 @@ pub fn node_entry(
             })
             .collect(),
         last_error,
+        waiting_on: waiting_on(progress),
+        ..PlacementStatus::default()
     }
 }
 
@@ -189,20 +187,22 @@ fn last_error(progress: &Progress) -> Option<String> {
     }
 }
 
-/// This node's entry for an `Image`: the local image its reference resolves to (ID, and the
+/// The status of an `Image`'s `Placement`: the local image its reference resolves to (ID, and the
 /// digest it carries in the reference's repository), and conditions from `progress`. `Ready`
 /// means present and nothing left to do. `desired` is `None` when the object could not be
 /// normalised.
-pub fn image_entry(
+pub fn image_status(
     subject: Subject<'_>,
     desired: Option<&DesiredImage>,
     observed: &ObservedState,
     progress: &Progress,
-    previous: Option<&NodeImageStatus>,
+    previous: Option<&PlacementStatus>,
     now: &str,
-) -> NodeImageStatus {
+) -> PlacementStatus {
     let Subject {
-        node, generation, ..
+        generation,
+        parent_generation,
+        ..
     } = subject;
     let local = desired.and_then(|d| {
         let image = observed.images.image_for(&d.reference)?;
@@ -254,50 +254,35 @@ pub fn image_entry(
         ),
     ];
     let (image_id, digest) = local.unzip();
-    NodeImageStatus {
-        node: node.to_string(),
+    PlacementStatus {
         observed_generation: generation,
+        parent_generation,
         conditions,
         image_id,
         digest: digest.flatten(),
         last_error: last_error(progress),
+        waiting_on: waiting_on(progress),
+        ..PlacementStatus::default()
     }
 }
 
-/// This node's entry in an `Image`'s current status.
-pub fn previous_image_entry<'a>(
-    status: Option<&'a ImageStatus>,
-    node: &str,
-) -> Option<&'a NodeImageStatus> {
-    status.and_then(|s| s.nodes.iter().find(|n| n.node == node))
+/// The current time as a condition's `lastTransitionTime` (RFC 3339).
+pub fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
 }
 
-/// This node's entry in an object's current status.
-pub fn previous_entry<'a>(
-    status: Option<&'a ContainerStatus>,
-    node: &str,
-) -> Option<&'a NodeContainerStatus> {
-    status.and_then(|s| s.nodes.iter().find(|n| n.node == node))
+/// The merge patch of a `Placement`'s status subresource that writes `status` (the agent is
+/// its only writer).
+pub fn status_patch(status: &PlacementStatus) -> Value {
+    json!({ "status": status })
 }
 
-/// The server-side-apply body that sets this node's entry (and nothing else: with the node's
-/// own field manager, the other nodes' entries are untouched).
-pub fn apply_patch(kind: &str, entry: &impl Serialize) -> Value {
-    json!({
-        "apiVersion": API_VERSION,
-        "kind": kind,
-        "status": { "nodes": [entry] },
-    })
-}
-
-/// The server-side-apply body that gives up this node's entry (the object is no longer placed
-/// here): applying an empty list as the node's field manager removes what it owned.
-pub fn release_patch(kind: &str) -> Value {
-    json!({
-        "apiVersion": API_VERSION,
-        "kind": kind,
-        "status": { "nodes": [] },
-    })
+/// What a waiting resource waits for, as shown in `waitingOn`.
+fn waiting_on(progress: &Progress) -> Vec<String> {
+    match progress {
+        Progress::Waiting(_, message) if !message.is_empty() => vec![message.clone()],
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -351,7 +336,7 @@ mod tests {
         }
     }
 
-    fn cond<'a>(e: &'a NodeContainerStatus, t: &str) -> &'a Condition {
+    fn cond<'a>(e: &'a PlacementStatus, t: &str) -> &'a Condition {
         e.conditions.iter().find(|c| c.type_ == t).unwrap()
     }
 
@@ -359,9 +344,9 @@ mod tests {
     fn all_running_is_ready() {
         let (key, d) = desired(2);
         let obs = observed(&key, &[RunState::Running, RunState::Running]);
-        let e = node_entry(
+        let e = container_status(
             Subject {
-                node: "n1",
+                parent_generation: Some(1),
                 key: &key,
                 generation: Some(4),
             },
@@ -386,9 +371,9 @@ mod tests {
         let (key, d) = desired(1);
         let obs = observed(&key, &[RunState::Exited]);
         let p = Progress::Failed("StartFailed", "start web: boom".into());
-        let e = node_entry(
+        let e = container_status(
             Subject {
-                node: "n1",
+                parent_generation: Some(1),
                 key: &key,
                 generation: Some(1),
             },
@@ -409,9 +394,9 @@ mod tests {
     fn unchanged_conditions_keep_their_transition_time() {
         let (key, d) = desired(1);
         let obs = observed(&key, &[RunState::Running]);
-        let first = node_entry(
+        let first = container_status(
             Subject {
-                node: "n1",
+                parent_generation: Some(1),
                 key: &key,
                 generation: Some(1),
             },
@@ -422,9 +407,9 @@ mod tests {
             None,
             "T1",
         );
-        let again = node_entry(
+        let again = container_status(
             Subject {
-                node: "n1",
+                parent_generation: Some(1),
                 key: &key,
                 generation: Some(1),
             },
@@ -437,9 +422,9 @@ mod tests {
         );
         assert_eq!(first, again);
         let down = observed(&key, &[RunState::Exited]);
-        let changed = node_entry(
+        let changed = container_status(
             Subject {
-                node: "n1",
+                parent_generation: Some(1),
                 key: &key,
                 generation: Some(1),
             },
@@ -461,11 +446,11 @@ mod tests {
     }
 
     #[test]
-    fn patch_carries_only_this_node() {
+    fn patch_carries_the_status_with_both_generations() {
         let (key, d) = desired(1);
-        let e = node_entry(
+        let e = container_status(
             Subject {
-                node: "n1",
+                parent_generation: Some(1),
                 key: &key,
                 generation: Some(1),
             },
@@ -476,11 +461,11 @@ mod tests {
             None,
             "T",
         );
-        let p = apply_patch("Container", &e);
-        assert_eq!(p["apiVersion"], "dockwright.dev/v1alpha1");
-        assert_eq!(p["status"]["nodes"].as_array().unwrap().len(), 1);
-        assert_eq!(p["status"]["nodes"][0]["node"], "n1");
-        assert_eq!(p["status"]["nodes"][0]["readyReplicas"], "0/1");
+        let p = status_patch(&e);
+        assert_eq!(p.as_object().unwrap().len(), 1);
+        assert_eq!(p["status"]["readyReplicas"], "0/1");
+        assert_eq!(p["status"]["observedGeneration"], 1);
+        assert_eq!(p["status"]["parentGeneration"], 1);
     }
 
     #[test]
@@ -488,9 +473,9 @@ mod tests {
         let (key, d) = desired(2);
         let obs = observed(&key, &[RunState::Running, RunState::Running]);
         let restarts = BTreeMap::from([("id1".to_string(), 3)]);
-        let e = node_entry(
+        let e = container_status(
             Subject {
-                node: "n1",
+                parent_generation: Some(1),
                 key: &key,
                 generation: Some(1),
             },
@@ -540,7 +525,7 @@ mod tests {
 
     fn image_subject(key: &ResourceKey) -> Subject<'_> {
         Subject {
-            node: "n1",
+            parent_generation: Some(1),
             key,
             generation: Some(2),
         }
@@ -557,7 +542,7 @@ mod tests {
                 "127.0.0.1:5000/team/web@sha256:dig",
             ],
         );
-        let e = image_entry(
+        let e = image_status(
             image_subject(&key),
             Some(&d),
             &obs,
@@ -565,7 +550,6 @@ mod tests {
             None,
             "T1",
         );
-        assert_eq!(e.node, "n1");
         assert_eq!(e.observed_generation, Some(2));
         assert_eq!(e.image_id.as_deref(), Some("sha256:img"));
         assert_eq!(e.digest.as_deref(), Some("sha256:dig"));
@@ -579,7 +563,7 @@ mod tests {
         assert_eq!(json["imageId"], "sha256:img");
         assert_eq!(json["digest"], "sha256:dig");
         // Unchanged on the next reconcile: byte-for-byte the same entry (no patch).
-        let again = image_entry(
+        let again = image_status(
             image_subject(&key),
             Some(&d),
             &obs,
@@ -594,7 +578,7 @@ mod tests {
     fn a_built_image_never_pushed_has_no_digest_and_a_pinned_one_shows_its_own() {
         let (key, d) = desired_image("127.0.0.1:5000/team/web:1.4");
         let obs = with_image("127.0.0.1:5000/team/web:1.4", "sha256:img", &[]);
-        let e = image_entry(
+        let e = image_status(
             image_subject(&key),
             Some(&d),
             &obs,
@@ -607,7 +591,7 @@ mod tests {
         let pinned = format!("127.0.0.1:5000/team/web@sha256:{}", "a".repeat(64));
         let (key, d) = desired_image(&pinned);
         let obs = with_image(&pinned, "sha256:img", &[]);
-        let e = image_entry(
+        let e = image_status(
             image_subject(&key),
             Some(&d),
             &obs,
@@ -625,7 +609,7 @@ mod tests {
             "ActionFailed",
             "pull 127.0.0.1:5000/team/web:1.4: denied".into(),
         );
-        let e = image_entry(
+        let e = image_status(
             image_subject(&key),
             Some(&d),
             &ObservedState::default(),
@@ -646,33 +630,16 @@ mod tests {
         // Present, but a push is still to do: not ready yet, progressing.
         let obs = with_image("127.0.0.1:5000/team/web:1.4", "sha256:img", &[]);
         let waiting = Progress::Waiting("Converging", "1 actions left".into());
-        let e = image_entry(image_subject(&key), Some(&d), &obs, &waiting, None, "T");
+        let e = image_status(image_subject(&key), Some(&d), &obs, &waiting, None, "T");
         let get = |t: &str| e.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
         assert_eq!(get("Ready").status, "False");
         assert_eq!(get("Ready").reason.as_deref(), Some("Pending"));
         assert_eq!(get("Progressing").status, "True");
         // Invalid spec: no desired image at all.
         let invalid = Progress::Invalid("spec.build.context: must be absolute".into());
-        let e = image_entry(image_subject(&key), None, &obs, &invalid, None, "T");
+        let e = image_status(image_subject(&key), None, &obs, &invalid, None, "T");
         let get = |t: &str| e.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
         assert_eq!(get("Degraded").reason.as_deref(), Some("InvalidSpec"));
         assert_eq!(e.image_id, None);
-    }
-
-    #[test]
-    fn image_patch_is_an_apply_of_this_nodes_entry() {
-        let (key, d) = desired_image("busybox:1.36");
-        let e = image_entry(
-            image_subject(&key),
-            Some(&d),
-            &ObservedState::default(),
-            &Progress::Converged,
-            None,
-            "T",
-        );
-        let p = apply_patch("Image", &e);
-        assert_eq!(p["kind"], "Image");
-        assert_eq!(p["status"]["nodes"][0]["node"], "n1");
-        assert_eq!(p.as_object().unwrap().len(), 3);
     }
 }

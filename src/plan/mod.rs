@@ -31,7 +31,7 @@ pub use hash::{
     changed_fields, container_labels, object_labels, object_spec_json, spec_hash, spec_json,
 };
 pub use prune_images::plan_prune_dangling;
-pub use restrict::{independent_groups, restrict, restrict_actions};
+pub use restrict::{hold, independent_groups, restrict, restrict_actions};
 pub use rollout::{kept_name, short_revision, unfit_revisions, KEPT_SUFFIX};
 
 use std::collections::{BTreeMap, BTreeSet};

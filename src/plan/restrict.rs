@@ -4,8 +4,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Plan, PlannedAction};
+use super::{Blocked, Plan, PlannedAction};
 use crate::desired::ResourceKey;
+
+/// `plan` without any action on a `held` resource — their containers are neither changed nor
+/// pruned — plus a blocked entry for each.
+pub fn hold(plan: Plan, held: &[Blocked]) -> Plan {
+    if held.is_empty() {
+        return plan;
+    }
+    let mut out = restrict(&plan, |key| !held.iter().any(|b| &b.resource == key));
+    out.blocked.extend(held.iter().cloned());
+    out
+}
 
 /// The plan without the actions of resources for which `keep` is false, nor any action that
 /// (transitively) comes after one of those. Ids are renumbered; order is preserved.

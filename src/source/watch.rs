@@ -62,6 +62,15 @@ pub struct DesiredSnapshot {
     /// The source revision `desired` comes from (the git source's applied commit), named in
     /// the agent's logs of the changes it makes; `None` for a directory.
     pub revision: Option<Arc<str>>,
+    /// Resources the source declares but cannot give a usable spec for (the Kubernetes
+    /// mode's invalid objects, unresolvable secrets): the agent leaves their containers as
+    /// they are — nothing created, changed or pruned — and reports them blocked.
+    pub held: Vec<crate::plan::Blocked>,
+    /// When set, the only undeclared resources the agent may remove (with `complete`): those
+    /// its source told it to remove. The Kubernetes node agent removes what a deleted
+    /// `Placement` held, never a container merely because no `Placement` names it (an agent
+    /// upgraded before the controller wrote its `Placement`s must not prune the node).
+    pub prune_only: Option<Arc<std::collections::BTreeSet<crate::desired::ResourceKey>>>,
 }
 
 /// Watcher timing.
@@ -193,6 +202,8 @@ impl ManifestDirWatcher {
                 complete: false,
                 generation: 0,
                 revision: None,
+                held: Vec::new(),
+                prune_only: None,
             },
         };
         watcher.apply(Batch {
@@ -421,6 +432,8 @@ impl ManifestDirWatcher {
             complete: self.desired_complete && self.all_known(),
             generation: self.published.generation,
             revision: None,
+            held: Vec::new(),
+            prune_only: None,
         }
     }
 

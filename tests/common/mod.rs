@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod git;
 pub mod git_servers;
 mod image;
+pub mod node_daemon;
 mod owner;
 mod proxy;
 mod registry;

@@ -87,3 +87,39 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- .Values.docker.socketPath }}
 {{- end }}
 {{- end }}
+
+{{/* The placement controller's object names (Deployment, ServiceAccount, roles, Lease). */}}
+{{- define "dockwright.controllerName" -}}
+{{- printf "%s-controller" (include "dockwright.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels that select the controller pods: a name of their own, so that neither the agents'
+DaemonSet nor their metrics Service (both select dockwright.selectorLabels) ever match them. */}}
+{{- define "dockwright.controllerSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-controller" (include "dockwright.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Standard labels on the controller's objects. */}}
+{{- define "dockwright.controllerLabels" -}}
+helm.sh/chart: {{ include "dockwright.chart" . }}
+{{ include "dockwright.controllerSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: controller
+app.kubernetes.io/part-of: dockwright
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The ServiceAccount the controller runs as. */}}
+{{- define "dockwright.controllerServiceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "dockwright.controllerName" .) .Values.controller.serviceAccountName }}
+{{- else }}
+{{- required "controller.serviceAccountName is required when serviceAccount.create is false" .Values.controller.serviceAccountName }}
+{{- end }}
+{{- end }}
+
+{{/* Label on both metrics Services (agents, controller): what the ServiceMonitor selects. */}}
+{{- define "dockwright.metricsServiceLabel" -}}
+dockwright.dev/metrics: "true"
+{{- end }}

@@ -159,6 +159,8 @@ impl GitFollower {
                 complete: false,
                 generation: 1,
                 revision: None,
+                held: Vec::new(),
+                prune_only: None,
             },
             failures: 0,
         };
@@ -392,6 +394,8 @@ impl GitFollower {
             complete,
             generation: self.published.generation + 1,
             revision,
+            held: Vec::new(),
+            prune_only: None,
         };
         Some(self.published.clone())
     }
