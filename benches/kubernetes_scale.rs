@@ -151,8 +151,8 @@ impl Process {
             .unwrap_or(false)
         {
             assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "not ready in 2 min"
+                start.elapsed() < Duration::from_secs(600),
+                "not ready in 10 min"
             );
             std::thread::sleep(Duration::from_millis(100));
         }

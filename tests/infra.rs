@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
@@ -292,20 +292,6 @@ fn unique_names_differ() {
     assert!(names.iter().all(|n| n.starts_with("x-") && n.len() == 10));
 }
 
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
-            out.push(path);
-        }
-    }
-}
-
 /// Every document under examples/ is a valid `Image` or `Container` of our API version, with
 /// no unknown field; the hello containers use the locally built test image (nothing can be
 /// pulled on a fresh machine).
@@ -313,8 +299,10 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn examples_parse_as_resources() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let hello = examples.join("hello");
-    let mut files = Vec::new();
-    yaml_files(&examples, &mut files);
+    // The files `apply -f examples/...` reads: the product's own walk, which leaves Compose
+    // files (examples/compose-app's docker-compose.yml) out.
+    let files = dockwright::source::files::expand_paths(std::slice::from_ref(&examples))
+        .unwrap_or_else(|e| panic!("examples/: {e}"));
     assert!(!files.is_empty(), "no manifests under examples/");
     let mut containers = 0;
     for file in files {

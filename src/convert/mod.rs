@@ -132,22 +132,7 @@ pub struct ConvertOptions {
 
 /// Converts the Compose file at `path` (its directory is the base directory).
 pub fn convert_file(path: &Path) -> Result<Conversion, ConvertError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConvertError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let base_dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    convert_with(
-        &text,
-        &ConvertOptions {
-            file_label: path.display().to_string(),
-            base_dir,
-            ..ConvertOptions::default()
-        },
-    )
+    convert_file_with(path, Vec::new(), None)
 }
 
 /// Converts the Compose file at `path` with the given active profiles, writing host paths
