@@ -2,7 +2,7 @@
 //! their Docker names, host paths made absolute, anonymous volumes given a name, and a warning
 //! for every mount option dockwright has no field for.
 
-use std::path::{Component, PathBuf};
+use std::path::PathBuf;
 
 use super::compose::{LongVolume, ServiceVolume};
 use super::to_manifests::{Context, ServiceCx, Tables};
@@ -20,18 +20,7 @@ pub(super) fn resolve_host_path(cx: &Context<'_>, source: &str) -> PathBuf {
         }
         _ => PathBuf::from(source),
     };
-    let joined = cx.base_dir.join(expanded);
-    let mut out = PathBuf::new();
-    for c in joined.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
+    super::paths::normalise(&cx.base_dir.join(expanded))
 }
 
 fn is_host_path(source: &str) -> bool {
